@@ -1,0 +1,591 @@
+//! The pipeline of one core, wired in one place: raw backup → extract → transform → buffer,
+//! with quarantine beside every stage, and the bookkeeping that follows a file to durability
+//! (audit rows, position tracking).
+//!
+//! ```text
+//! FetchBatch ─► RawSegments ─► per record: record::process ──► BufferSet ──► Sealed ─► (encode)
+//!                                 │ decrypt, parse, route,           │
+//!                                 │ flatten, schema, transform,      └─ QuarantineFiles ◄─ any Reject
+//!                                 │ partition
+//! ReadyFile ─► (store) ─► on_durable: audit file row, tracker release ─► checkpoint
+//! ```
+//!
+//! Everything here is synchronous and single-threaded: `runtime::core` drives it from the
+//! core's async tasks, and tests drive it directly. The [`Plan`] is shared read-only by all
+//! cores; everything mutable is per core.
+//!
+//! Invariants:
+//! - every record of a batch ends in exactly one place: a buffer (ETL), a quarantine file, or
+//!   the dropped counter; the batch's fetch audit row says how many went where;
+//! - an output holds (tracker) every batch it has records of until its file is durable.
+
+pub mod record;
+pub mod tracker;
+
+use crate::audit::{crc32c_hex, AuditLog, FetchRow, FileRow};
+use crate::buffer::{BufferSet, SealPolicy, Sealed};
+use crate::config::Encryption;
+use crate::extract::keyring::Keyring;
+use crate::extract::schema::Schema;
+use crate::extract::timestamp::{hour_bucket, rfc3339};
+use crate::extract::Reject;
+use crate::load::layout::{file_name, Layout};
+use crate::load::quarantine::{encode_payload, QuarantineFiles, QuarantineLine};
+use crate::load::raw::RawSegments;
+use crate::load::{Provenance, ReadyFile, Zone, NO_INDEX};
+use crate::runtime::clock::Clock;
+use crate::source::FetchBatch;
+use crate::store::checkpoint::Checkpoint;
+use crate::telemetry::{Counters, StageHistograms, StageId};
+use crate::transform::route::Router;
+use crate::transform::Transforms;
+use arrow_schema::SchemaRef;
+use parquet::file::properties::WriterProperties;
+use std::sync::Arc;
+use tracker::Tracker;
+
+/// A table, compiled.
+pub struct TablePlan {
+    pub name: String,
+    pub schema: Schema,
+    pub schema_version: u32,
+    /// Input column that decides `dt`/`hr` (a timestamp), if any.
+    pub event_time: Option<usize>,
+    pub transforms: Transforms,
+    pub arrow_schema: SchemaRef,
+    pub writer_props: WriterProperties,
+}
+
+/// A source, compiled.
+pub struct SourcePlan {
+    pub name: String,
+    pub encryption: Encryption,
+    pub router: Router,
+    pub batch_records: usize,
+}
+
+/// Everything the cores share, read-only.
+pub struct Plan {
+    pub run_id: String,
+    pub layout: Layout,
+    pub keyring: Arc<Keyring>,
+    pub sources: Vec<SourcePlan>,
+    pub tables: Vec<TablePlan>,
+    pub event_time_late_max_us: i64,
+    pub event_time_future_max_us: i64,
+    pub seal: SealPolicy,
+    pub raw_enabled: bool,
+    pub raw_segment_bytes_max: u64,
+    pub raw_interval_ns: u64,
+    pub quarantine_zstd_level: i32,
+    pub quarantine_file_bytes_max: u64,
+    pub quarantine_interval_ns: u64,
+    pub audit_interval_ns: u64,
+    pub audit_props: WriterProperties,
+    pub latency_sample_every: u32,
+    pub checkpoints_enabled: bool,
+}
+
+/// A partition owned by this core.
+#[derive(Debug, Clone)]
+pub struct OwnedPartition {
+    pub source: u16,
+    pub id: String,
+}
+
+/// Something the core must still do with an output.
+pub enum Output {
+    /// A sealed ETL buffer to encode, with its object key.
+    Etl { sealed: Sealed, key: String },
+    /// A file ready for the store.
+    File(ReadyFile),
+    /// Positions that became durable; write them once everything before is in the store.
+    Checkpoint(Vec<Checkpoint>),
+}
+
+/// A file on its way to the store: what `on_durable` needs once the store confirms it.
+#[derive(Debug)]
+pub struct InFlightFile {
+    pub zone: Zone,
+    pub key: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub crc32c: String,
+    pub source: u16,
+    pub table: u16,
+    pub schema_version: u32,
+    pub event_time_min_us: Option<i64>,
+    pub event_time_max_us: Option<i64>,
+    pub provenance: Provenance,
+}
+
+impl InFlightFile {
+    /// Split a ready file into its bytes and its bookkeeping.
+    pub fn from_ready(f: ReadyFile) -> (InFlightFile, Vec<u8>) {
+        let meta = InFlightFile {
+            zone: f.zone,
+            crc32c: crc32c_hex(&f.bytes),
+            bytes: f.bytes.len() as u64,
+            key: f.key,
+            records: f.records,
+            source: f.source,
+            table: f.table,
+            schema_version: f.schema_version,
+            event_time_min_us: f.event_time_min_us,
+            event_time_max_us: f.event_time_max_us,
+            provenance: f.provenance,
+        };
+        (meta, f.bytes)
+    }
+}
+
+/// Reusable per-record buffers (see `record`).
+pub struct Work {
+    /// The record being processed: copied payload, decrypted in place, then parsed in place.
+    pub buf: Vec<u8>,
+    pub json: simd_json::Buffers,
+    /// Empty between records; its allocation is reused.
+    pub tape: simd_json::tape::Tape<'static>,
+    pub rows: Rows,
+}
+
+/// Per-record row state: where each column's value is on the tape, the typed inputs, the
+/// outputs after transforms, and the scratch text they may point into.
+pub struct Rows {
+    pub slots: Vec<Option<u32>>,
+    pub inputs: Vec<crate::extract::value::Val>,
+    pub outputs: Vec<crate::extract::value::Val>,
+    pub scratch: String,
+}
+
+impl Work {
+    fn new(plan: &Plan) -> Work {
+        let columns = plan.tables.iter().map(|t| t.schema.columns.len()).max().unwrap_or(0);
+        let outputs = plan
+            .tables
+            .iter()
+            .map(|t| t.transforms.outputs.len())
+            .max()
+            .unwrap_or(0);
+        Work {
+            buf: Vec::with_capacity(4096),
+            json: simd_json::Buffers::new(4096),
+            tape: simd_json::tape::Tape(Vec::new()),
+            rows: Rows {
+                slots: vec![None; columns],
+                inputs: Vec::with_capacity(columns),
+                outputs: Vec::with_capacity(outputs),
+                scratch: String::with_capacity(1024),
+            },
+        }
+    }
+}
+
+pub struct Pipeline {
+    pub plan: Arc<Plan>,
+    pub core: usize,
+    clock: Arc<dyn Clock>,
+    partitions: Vec<OwnedPartition>,
+    work: Work,
+    buffers: BufferSet,
+    raw: RawSegments,
+    quarantine: QuarantineFiles,
+    audit: AuditLog,
+    tracker: Tracker,
+    pub counters: Counters,
+    pub hist: StageHistograms,
+    sample_countdown: u32,
+    file_seq: u64,
+}
+
+impl Pipeline {
+    pub fn new(plan: Arc<Plan>, core: usize, clock: Arc<dyn Clock>) -> Pipeline {
+        let tables = plan
+            .tables
+            .iter()
+            .map(|t| {
+                (
+                    t.arrow_schema.clone(),
+                    t.transforms.outputs.iter().map(|o| o.ty).collect(),
+                )
+            })
+            .collect();
+        Pipeline {
+            work: Work::new(&plan),
+            buffers: BufferSet::new(plan.seal, tables),
+            raw: RawSegments::new(plan.raw_segment_bytes_max, plan.raw_interval_ns),
+            quarantine: QuarantineFiles::new(
+                plan.quarantine_zstd_level,
+                plan.quarantine_file_bytes_max,
+                plan.quarantine_interval_ns,
+            ),
+            audit: AuditLog::default(),
+            tracker: Tracker::default(),
+            counters: Counters::default(),
+            hist: StageHistograms::default(),
+            sample_countdown: 0,
+            file_seq: 0,
+            partitions: Vec::new(),
+            plan,
+            core,
+            clock,
+        }
+    }
+
+    /// Take ownership of a partition; returns its slot.
+    pub fn add_partition(&mut self, source: u16, id: &str) -> usize {
+        let slot = self.tracker.add_partition();
+        debug_assert_eq!(slot, self.partitions.len());
+        self.partitions.push(OwnedPartition {
+            source,
+            id: id.to_string(),
+        });
+        slot
+    }
+
+    pub fn partition(&self, slot: usize) -> &OwnedPartition {
+        &self.partitions[slot]
+    }
+
+    /// Bytes held in memory by open buffers and segments.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.buffers.bytes() + self.raw.bytes()
+    }
+
+    /// Whether nothing is held for a later file (drain is complete once acks are in too).
+    pub fn open_batches(&self) -> usize {
+        self.tracker.open_batches()
+    }
+
+    fn next_file(&mut self) -> String {
+        self.file_seq += 1;
+        file_name(&self.plan.run_id, self.core, self.file_seq)
+    }
+
+    /// Process one fetched batch of partition `slot`. `fetch_ns` is how long the fetch took,
+    /// `cpu` the CPU this runs on (recorded in the audit trail).
+    pub fn process_batch(&mut self, slot: usize, batch: &FetchBatch, cpu: u32, out: &mut Vec<Output>) {
+        if batch.records.is_empty() {
+            return;
+        }
+        let t_start = self.clock.monotonic_ns();
+        let ingest_us = self.clock.now_us();
+        let source = self.partitions[slot].source;
+        let batch_id = self.tracker.open(slot, batch.next_position);
+        let before = self.counters.clone();
+
+        if self.plan.raw_enabled {
+            self.tracker.hold(batch_id);
+            if let Some(s) = self
+                .raw
+                .append(source, slot, batch, batch_id, hour_bucket(ingest_us), t_start)
+            {
+                let f = self.raw_file(s);
+                out.push(Output::File(f));
+            }
+            self.hist.record(StageId::Raw, self.clock.monotonic_ns() - t_start);
+        }
+
+        for r in &batch.records {
+            self.counters.records_in += 1;
+            self.counters.bytes_in += r.len as u64;
+            let payload = batch.payload(r);
+            if let Some(reject) = &r.reject {
+                self.quarantine(slot, r.position, payload, None, reject, batch_id, ingest_us, out);
+                continue;
+            }
+            let sampled = self.sample();
+            let ctx = record::Ctx {
+                source,
+                slot,
+                partition_id: &self.partitions[slot].id,
+                position: r.position,
+                batch_id,
+                ingest_us,
+                now_ns: t_start,
+            };
+            let timer = sampled.then(|| record::Timer::start(&*self.clock));
+            match record::process(
+                &self.plan,
+                &mut self.work,
+                &mut self.buffers,
+                &ctx,
+                timer,
+                &mut self.hist,
+                payload,
+            ) {
+                Ok(record::Done::Buffered(appended)) => {
+                    self.counters.records_etl += 1;
+                    if appended.new_batch {
+                        self.tracker.hold(batch_id);
+                    }
+                    if let Some(sealed) = appended.sealed {
+                        let out_item = self.etl_output(sealed);
+                        out.push(out_item);
+                    }
+                }
+                Ok(record::Done::Dropped) => self.counters.records_dropped += 1,
+                Err((table, reject)) => {
+                    self.quarantine(slot, r.position, payload, table, &reject, batch_id, ingest_us, out);
+                }
+            }
+        }
+
+        self.counters.batches += 1;
+        let row = FetchRow {
+            run_id: self.plan.run_id.clone(),
+            core: self.core as u32,
+            cpu,
+            source: self.plan.sources[source as usize].name.clone(),
+            partition: self.partitions[slot].id.clone(),
+            position_first: batch.records[0].position as i64,
+            position_last: batch.records[batch.records.len() - 1].position as i64,
+            position_next: batch.next_position as i64,
+            records_in: (self.counters.records_in - before.records_in) as i64,
+            records_etl: (self.counters.records_etl - before.records_etl) as i64,
+            records_quarantined: (self.counters.records_quarantined - before.records_quarantined) as i64,
+            records_dropped: (self.counters.records_dropped - before.records_dropped) as i64,
+            bytes_in: (self.counters.bytes_in - before.bytes_in) as i64,
+            fetched_at_us: ingest_us,
+            process_us: ((self.clock.monotonic_ns() - t_start) / 1000) as i64,
+        };
+        self.audit.add_fetch(row, t_start);
+        self.tracker.release(batch_id);
+    }
+
+    /// One in `latency_sample_every` records is timed through every stage.
+    fn sample(&mut self) -> bool {
+        if self.sample_countdown == 0 {
+            self.sample_countdown = self.plan.latency_sample_every - 1;
+            true
+        } else {
+            self.sample_countdown -= 1;
+            false
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn quarantine(
+        &mut self,
+        slot: usize,
+        position: u64,
+        payload: &[u8],
+        table: Option<usize>,
+        reject: &Reject,
+        batch_id: u64,
+        ingest_us: i64,
+        out: &mut Vec<Output>,
+    ) {
+        self.counters.records_quarantined += 1;
+        self.counters.rejected_by_rule[reject.rule.index()] += 1;
+        let p = &self.partitions[slot];
+        let line = QuarantineLine {
+            source: &self.plan.sources[p.source as usize].name,
+            partition: &p.id,
+            position,
+            core: self.core,
+            ingest_time: rfc3339(ingest_us),
+            stage: reject.stage.as_str(),
+            rule: reject.rule.as_str(),
+            field: reject.field.as_deref(),
+            table: table.map(|t| self.plan.tables[t].name.as_str()),
+            message: &reject.message,
+            payload_base64: encode_payload(payload),
+        };
+        let now_ns = self.clock.monotonic_ns();
+        let (new_batch, sealed) =
+            self.quarantine
+                .append(p.source, hour_bucket(ingest_us), &line, batch_id, slot, now_ns);
+        if new_batch {
+            self.tracker.hold(batch_id);
+        }
+        if let Some(s) = sealed {
+            let f = self.quarantine_file(s);
+            out.push(Output::File(f));
+        }
+    }
+
+    fn etl_output(&mut self, sealed: Sealed) -> Output {
+        let name = self.next_file();
+        let key = self.plan.layout.etl(
+            &self.plan.sources[sealed.key.source as usize].name,
+            &self.plan.tables[sealed.key.table as usize].name,
+            sealed.key.hour,
+            &name,
+        );
+        Output::Etl { sealed, key }
+    }
+
+    /// The ready file of an encoded ETL buffer.
+    pub fn etl_file(&self, sealed: Sealed, key: String, bytes: Vec<u8>) -> ReadyFile {
+        let table = &self.plan.tables[sealed.key.table as usize];
+        ReadyFile {
+            zone: Zone::Etl,
+            key,
+            bytes,
+            records: sealed.batch.num_rows() as u64,
+            source: sealed.key.source,
+            table: sealed.key.table,
+            schema_version: table.schema_version,
+            event_time_min_us: Some(sealed.event_time_min_us),
+            event_time_max_us: Some(sealed.event_time_max_us),
+            provenance: sealed.provenance,
+        }
+    }
+
+    fn raw_file(&mut self, s: crate::load::raw::SealedRaw) -> ReadyFile {
+        let key = self.plan.layout.raw(
+            &self.plan.sources[s.source as usize].name,
+            s.hour,
+            &self.partitions[s.slot].id,
+            s.first,
+            s.last,
+            &self.plan.run_id,
+        );
+        ReadyFile {
+            zone: Zone::Raw,
+            key,
+            bytes: s.bytes,
+            records: s.records,
+            source: s.source,
+            table: NO_INDEX,
+            schema_version: 0,
+            event_time_min_us: None,
+            event_time_max_us: None,
+            provenance: s.provenance,
+        }
+    }
+
+    fn quarantine_file(&mut self, s: crate::load::quarantine::SealedQuarantine) -> ReadyFile {
+        let name = self.next_file();
+        let key = self
+            .plan
+            .layout
+            .quarantine(&self.plan.sources[s.source as usize].name, s.hour, &name);
+        ReadyFile {
+            zone: Zone::Quarantine,
+            key,
+            bytes: s.bytes,
+            records: s.records,
+            source: s.source,
+            table: NO_INDEX,
+            schema_version: 0,
+            event_time_min_us: None,
+            event_time_max_us: None,
+            provenance: s.provenance,
+        }
+    }
+
+    /// Seal whatever is due by age, and flush the audit rows if they are due.
+    pub fn tick(&mut self, out: &mut Vec<Output>) {
+        let now = self.clock.monotonic_ns();
+        for s in self.buffers.take_aged(now) {
+            let o = self.etl_output(s);
+            out.push(o);
+        }
+        for s in self.raw.take_aged(now) {
+            let f = self.raw_file(s);
+            out.push(Output::File(f));
+        }
+        for s in self.quarantine.take_aged(now) {
+            let f = self.quarantine_file(s);
+            out.push(Output::File(f));
+        }
+        if self.audit.is_due(now, self.plan.audit_interval_ns) {
+            self.flush_audit(out);
+        }
+    }
+
+    /// Seal everything (drain). Audit is flushed separately, once every file is durable.
+    pub fn seal_all(&mut self, out: &mut Vec<Output>) {
+        for s in self.buffers.take_all() {
+            let o = self.etl_output(s);
+            out.push(o);
+        }
+        for s in self.raw.take_all() {
+            let f = self.raw_file(s);
+            out.push(Output::File(f));
+        }
+        for s in self.quarantine.take_all() {
+            let f = self.quarantine_file(s);
+            out.push(Output::File(f));
+        }
+    }
+
+    /// Write the pending audit rows, then the checkpoints of positions that became durable.
+    /// The store applies a core's writes in order, so the checkpoint lands after the audit.
+    pub fn flush_audit(&mut self, out: &mut Vec<Output>) {
+        let now_us = self.clock.now_us();
+        for (kind, batch, rows) in self.audit.take() {
+            let name = self.next_file();
+            let bytes = crate::load::parquet::encode(&batch, self.plan.audit_props.clone())
+                .expect("audit batches always encode");
+            out.push(Output::File(ReadyFile {
+                zone: Zone::Audit,
+                key: self.plan.layout.audit(kind, now_us, &name),
+                bytes,
+                records: rows,
+                source: NO_INDEX,
+                table: NO_INDEX,
+                schema_version: 0,
+                event_time_min_us: None,
+                event_time_max_us: None,
+                provenance: Provenance::default(),
+            }));
+        }
+        let changed = self.tracker.take_changed();
+        if self.plan.checkpoints_enabled && !changed.is_empty() {
+            let cps = changed
+                .into_iter()
+                .map(|(slot, next)| {
+                    let p = &self.partitions[slot];
+                    Checkpoint {
+                        source: self.plan.sources[p.source as usize].name.clone(),
+                        partition: p.id.clone(),
+                        next_position: next,
+                    }
+                })
+                .collect();
+            out.push(Output::Checkpoint(cps));
+        }
+    }
+
+    pub fn audit_pending(&self) -> bool {
+        !self.audit.is_empty()
+    }
+
+    /// The store confirmed a file: account for it, add its audit row, release its batches.
+    pub fn on_durable(&mut self, f: InFlightFile) {
+        let zone = f.zone as usize;
+        self.counters.files[zone] += 1;
+        self.counters.file_bytes[zone] += f.bytes;
+        if f.zone == Zone::Audit {
+            return;
+        }
+        let plan = &self.plan;
+        let partitions = &self.partitions;
+        let row = FileRow {
+            run_id: plan.run_id.clone(),
+            core: self.core as u32,
+            zone: f.zone.as_str(),
+            key: f.key,
+            source: plan.sources.get(f.source as usize).map(|s| s.name.clone()),
+            table: plan.tables.get(f.table as usize).map(|t| t.name.clone()),
+            records: f.records as i64,
+            bytes: f.bytes as i64,
+            crc32c: f.crc32c,
+            schema_version: (f.zone == Zone::Etl).then_some(f.schema_version as i64),
+            event_time_min_us: f.event_time_min_us,
+            event_time_max_us: f.event_time_max_us,
+            positions: f.provenance.ranges_json(|slot| partitions[slot].id.clone()),
+            written_at_us: self.clock.now_us(),
+        };
+        self.audit.add_file(row, self.clock.monotonic_ns());
+        for id in f.provenance.batch_ids {
+            self.tracker.release(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

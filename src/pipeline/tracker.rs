@@ -1,0 +1,144 @@
+//! Position tracking: which source positions are durable, so checkpoints never run ahead.
+//!
+//! Every fetch batch gets an id and a hold count: one hold while the core processes it, plus
+//! one per output (ETL buffer, quarantine file, RAW segment) that took records from it. An
+//! output releases its holds when its file is durable in the store. A partition's durable
+//! position is the `next_position` of the longest prefix of its batches with no holds left —
+//! batches complete out of order (a small hour buffer may seal before a big one), but the
+//! checkpoint only moves over a gap-free prefix.
+//!
+//! Invariants: a batch id is opened once and released exactly as often as it was held; the
+//! durable position of a partition never decreases.
+//! Bounds: entries live from fetch until durable, so their number is bounded by what the
+//! buffers hold (at most one entry per batch of `batch_records`).
+
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Debug, Default)]
+struct Partition {
+    /// Batches in fetch order: (batch id, next_position).
+    order: VecDeque<(u64, u64)>,
+    durable: Option<u64>,
+    /// Set when `durable` moved since the last [`Tracker::take_changed`].
+    changed: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    partitions: Vec<Partition>,
+    /// Batch id → (partition slot, holds).
+    holds: HashMap<u64, (usize, u32)>,
+    next_id: u64,
+}
+
+impl Tracker {
+    /// Register a partition; returns its slot.
+    pub fn add_partition(&mut self) -> usize {
+        self.partitions.push(Partition::default());
+        self.partitions.len() - 1
+    }
+
+    /// Open a batch with one hold (the processing hold); returns its id.
+    pub fn open(&mut self, slot: usize, next_position: u64) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.partitions[slot].order.push_back((id, next_position));
+        self.holds.insert(id, (slot, 1));
+        id
+    }
+
+    pub fn hold(&mut self, id: u64) {
+        self.holds.get_mut(&id).expect("holding an open batch").1 += 1;
+    }
+
+    pub fn release(&mut self, id: u64) {
+        let entry = self.holds.get_mut(&id).expect("releasing an open batch");
+        entry.1 -= 1;
+        if entry.1 > 0 {
+            return;
+        }
+        let slot = entry.0;
+        self.holds.remove(&id);
+        let p = &mut self.partitions[slot];
+        while let Some(&(front, next)) = p.order.front() {
+            if self.holds.contains_key(&front) {
+                break;
+            }
+            p.order.pop_front();
+            p.durable = Some(next);
+            p.changed = true;
+        }
+    }
+
+    pub fn durable(&self, slot: usize) -> Option<u64> {
+        self.partitions[slot].durable
+    }
+
+    /// Partitions whose durable position moved since the last call, with that position.
+    pub fn take_changed(&mut self) -> Vec<(usize, u64)> {
+        self.partitions
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, p)| p.changed)
+            .map(|(i, p)| {
+                p.changed = false;
+                (i, p.durable.expect("changed implies durable"))
+            })
+            .collect()
+    }
+
+    /// Batches not yet durable.
+    pub fn open_batches(&self) -> usize {
+        self.holds.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_moves_over_a_gap_free_prefix_only() {
+        let mut t = Tracker::default();
+        let p = t.add_partition();
+        let a = t.open(p, 10);
+        let b = t.open(p, 20);
+        let c = t.open(p, 30);
+        for id in [a, b, c] {
+            t.hold(id); // one output each
+            t.release(id); // processing done
+        }
+        assert_eq!(t.durable(p), None);
+        t.release(b);
+        assert_eq!(t.durable(p), None, "a is still held");
+        t.release(a);
+        assert_eq!(t.durable(p), Some(20));
+        assert_eq!(t.take_changed(), vec![(p, 20)]);
+        assert!(t.take_changed().is_empty());
+        t.release(c);
+        assert_eq!(t.durable(p), Some(30));
+        assert_eq!(t.open_batches(), 0);
+    }
+
+    #[test]
+    fn partitions_are_independent() {
+        let mut t = Tracker::default();
+        let (p, q) = (t.add_partition(), t.add_partition());
+        let a = t.open(p, 5);
+        let b = t.open(q, 7);
+        t.release(b);
+        assert_eq!((t.durable(p), t.durable(q)), (None, Some(7)));
+        t.release(a);
+        assert_eq!(t.durable(p), Some(5));
+    }
+
+    #[test]
+    #[should_panic(expected = "releasing an open batch")]
+    fn over_release_is_a_programmer_error() {
+        let mut t = Tracker::default();
+        let p = t.add_partition();
+        let a = t.open(p, 1);
+        t.release(a);
+        t.release(a);
+    }
+}

@@ -1,0 +1,370 @@
+//! One core's life: its partition tasks, its encoder and ticker, its hand-off to the edge.
+//!
+//! Tasks on a core (all cooperative, on one pinned thread, sharing state through `Rc<RefCell>`
+//! that is never borrowed across an `.await`):
+//! - one **partition task** per owned partition: fetch → `Pipeline::process_batch` →
+//!   dispatch outputs; it yields between batches, and waits when downstream is full
+//!   (backpressure: the sealed queue and the edge are bounded);
+//! - one **encoder task**: sealed ETL buffers → Parquet, in chunks with yields between them,
+//!   so a large file never stalls the partitions for long;
+//! - one **ticker**: every [`TICK_INTERVAL`], seals what is due by age and flushes audit rows.
+//!
+//! Drain (end of input, Ctrl-C/SIGTERM via the stop flag, or a failure elsewhere): partition
+//! tasks stop fetching; everything open is sealed and written; once every file is durable the
+//! audit rows are flushed, then the checkpoints; the core returns its counters and histograms.
+
+use super::clock::Clock;
+use super::edge::{Done, Job, IN_FLIGHT_JOBS_MAX};
+use crate::buffer::Sealed;
+use crate::load::parquet::{ParquetEncoder, ENCODE_CHUNK_ROWS};
+use crate::pipeline::{InFlightFile, Output, Pipeline, Plan};
+use crate::source::{Fetch, FetchBatch, PartitionInfo, Source};
+use crate::store::checkpoint::Checkpoint;
+use crate::telemetry::{Counters, Progress, StageHistograms, StageId};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use glommio::channels::local_channel::{self, LocalSender};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often age-based sealing and audit flushing are checked.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// Sealed ETL buffers waiting for the encoder. Each is up to `flush_bytes_max`, so this bounds
+/// the memory between sealing and encoding at 2 buffers per core.
+pub const SEALED_QUEUE_MAX: usize = 2;
+/// How long a core sleeps while it waits for the edge (queue full, or draining).
+pub const EDGE_POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// A partition assigned to this core, with where to resume it.
+#[derive(Debug, Clone)]
+pub struct Assigned {
+    pub source: u16,
+    pub info: PartitionInfo,
+    pub resume: Option<u64>,
+}
+
+/// What every core shares (read-only or atomic).
+pub struct Shared {
+    pub plan: Arc<Plan>,
+    pub sources: Vec<Arc<dyn Source>>,
+    pub clock: Arc<dyn Clock>,
+    /// Set to drain: Ctrl-C, SIGTERM, or a failure on any core.
+    pub stop: Arc<AtomicBool>,
+    pub progress: Arc<Vec<Progress>>,
+}
+
+/// What a core reports when it is done.
+#[derive(Debug, Default)]
+pub struct CoreReport {
+    pub counters: Counters,
+    pub hist: StageHistograms,
+    /// Errors: source partitions that failed, and store failures (fatal for the run).
+    pub errors: Vec<String>,
+    pub fatal: bool,
+}
+
+enum InFlight {
+    File(InFlightFile),
+    Checkpoint,
+}
+
+/// This core's side of the edge: submissions and acknowledgements.
+struct Outbox {
+    core: usize,
+    jobs: Sender<Job>,
+    replies: Receiver<Done>,
+    in_flight: HashMap<u64, InFlight>,
+    next_token: u64,
+}
+
+/// State every task of the core holds.
+#[derive(Clone)]
+struct Ctx {
+    shared: Arc<Shared>,
+    pipe: Rc<RefCell<Pipeline>>,
+    outbox: Rc<RefCell<Outbox>>,
+    errors: Rc<RefCell<Vec<String>>>,
+    fatal: Rc<Cell<bool>>,
+}
+
+impl Ctx {
+    fn fail(&self, message: String, fatal: bool) {
+        eprintln!("level=error core={} msg={message:?}", self.pipe.borrow().core);
+        self.errors.borrow_mut().push(message);
+        if fatal {
+            self.fatal.set(true);
+            self.shared.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Apply every acknowledgement that has arrived.
+    fn poll_acks(&self) {
+        loop {
+            let done = match self.outbox.borrow().replies.try_recv() {
+                Ok(d) => d,
+                Err(_) => return,
+            };
+            let item = self.outbox.borrow_mut().in_flight.remove(&done.token);
+            match (done.result, item) {
+                (Ok(()), Some(InFlight::File(f))) => {
+                    let mut pipe = self.pipe.borrow_mut();
+                    pipe.hist.record(StageId::Write, done.write_ns);
+                    pipe.on_durable(f);
+                }
+                (Ok(()), Some(InFlight::Checkpoint)) => {}
+                (Err(e), _) => self.fail(format!("store write failed, stopping the run: {e}"), true),
+                (Ok(()), None) => panic!("acknowledgement for unknown token {}", done.token),
+            }
+        }
+    }
+
+    async fn submit(&self, job: impl FnOnce(usize, u64) -> Job, item: InFlight) {
+        while self.outbox.borrow().in_flight.len() >= IN_FLIGHT_JOBS_MAX {
+            self.poll_acks();
+            glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
+        }
+        let (mut job, token) = {
+            let mut ob = self.outbox.borrow_mut();
+            let token = ob.next_token;
+            ob.next_token += 1;
+            ob.in_flight.insert(token, item);
+            (job(ob.core, token), token)
+        };
+        loop {
+            let sent = self.outbox.borrow().jobs.try_send(job);
+            match sent {
+                Ok(()) => return,
+                Err(TrySendError::Full(j)) => {
+                    job = j;
+                    self.poll_acks();
+                    glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.outbox.borrow_mut().in_flight.remove(&token);
+                    self.fail("the I/O edge has stopped".into(), true);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn submit_file(&self, file: crate::load::ReadyFile) {
+        let (meta, bytes) = InFlightFile::from_ready(file);
+        let key = meta.key.clone();
+        self.submit(
+            move |core, token| Job::Put {
+                core,
+                token,
+                key,
+                bytes,
+            },
+            InFlight::File(meta),
+        )
+        .await;
+    }
+
+    async fn submit_checkpoint(&self, checkpoints: Vec<Checkpoint>) {
+        self.submit(
+            move |core, token| Job::Checkpoint {
+                core,
+                token,
+                checkpoints,
+            },
+            InFlight::Checkpoint,
+        )
+        .await;
+    }
+
+    /// Send outputs on their way. `sealed` is the encoder's queue; without it (after the
+    /// encoder has finished) there must be no ETL output left.
+    async fn dispatch(&self, outputs: &mut Vec<Output>, sealed: Option<&LocalSender<(Sealed, String)>>) {
+        for o in outputs.drain(..) {
+            match o {
+                Output::Etl { sealed: s, key } => {
+                    let tx = sealed.expect("ETL output after the encoder finished");
+                    if tx.send((s, key)).await.is_err() {
+                        self.fail("the encoder task has stopped".into(), true);
+                    }
+                }
+                Output::File(f) => self.submit_file(f).await,
+                Output::Checkpoint(c) => self.submit_checkpoint(c).await,
+            }
+        }
+    }
+
+    /// Wait until the edge has acknowledged everything this core submitted.
+    async fn settle(&self) {
+        loop {
+            self.poll_acks();
+            if self.outbox.borrow().in_flight.is_empty() {
+                return;
+            }
+            glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
+        }
+    }
+
+    fn publish(&self) {
+        let pipe = self.pipe.borrow();
+        self.shared.progress[pipe.core].publish(&pipe.counters);
+    }
+}
+
+async fn partition_task(ctx: Ctx, slot: usize, assigned: Assigned, sealed: Rc<LocalSender<(Sealed, String)>>) {
+    let shared = ctx.shared.clone();
+    let source = &shared.sources[assigned.source as usize];
+    let batch_records = shared.plan.sources[assigned.source as usize].batch_records;
+    let mut reader = match source.open(&assigned.info, assigned.resume) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.pipe.borrow_mut().counters.source_errors += 1;
+            ctx.fail(e.to_string(), false);
+            return;
+        }
+    };
+    let mut batch = FetchBatch::default();
+    let mut out = Vec::new();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let t0 = shared.clock.monotonic_ns();
+        let fetched = reader.fetch(&mut batch, batch_records, &*shared.clock);
+        let kind = match fetched {
+            Ok(k) => k,
+            Err(e) => {
+                ctx.pipe.borrow_mut().counters.source_errors += 1;
+                ctx.fail(e.to_string(), false);
+                break;
+            }
+        };
+        if let Fetch::Idle(wait) = kind {
+            ctx.poll_acks();
+            glommio::timer::sleep(wait).await;
+            continue;
+        }
+        {
+            let mut pipe = ctx.pipe.borrow_mut();
+            if !batch.records.is_empty() {
+                pipe.hist.record(StageId::Fetch, shared.clock.monotonic_ns() - t0);
+            }
+            pipe.process_batch(slot, &batch, super::current_cpu(), &mut out);
+        }
+        ctx.publish();
+        ctx.dispatch(&mut out, Some(&*sealed)).await;
+        ctx.poll_acks();
+        if kind == Fetch::End {
+            break;
+        }
+        glommio::executor().yield_if_needed().await;
+    }
+}
+
+async fn encoder_task(ctx: Ctx, rx: local_channel::LocalReceiver<(Sealed, String)>) {
+    let clock = ctx.shared.clock.clone();
+    while let Some((sealed, key)) = rx.recv().await {
+        let t0 = clock.monotonic_ns();
+        let table = &ctx.shared.plan.tables[sealed.key.table as usize];
+        let encoded = (async {
+            let mut enc = ParquetEncoder::try_new(table.arrow_schema.clone(), table.writer_props.clone())?;
+            let rows = sealed.batch.num_rows();
+            let mut off = 0;
+            while off < rows {
+                let n = ENCODE_CHUNK_ROWS.min(rows - off);
+                enc.write(&sealed.batch.slice(off, n))?;
+                off += n;
+                glommio::executor().yield_if_needed().await;
+            }
+            enc.finish()
+        })
+        .await;
+        match encoded {
+            Ok(bytes) => {
+                let file = {
+                    let mut pipe = ctx.pipe.borrow_mut();
+                    pipe.hist.record(StageId::Encode, clock.monotonic_ns() - t0);
+                    pipe.etl_file(sealed, key, bytes)
+                };
+                ctx.submit_file(file).await;
+            }
+            Err(e) => ctx.fail(format!("{key}: {e}"), true),
+        }
+    }
+}
+
+/// Run one core until its partitions are done or the stop flag is set, then drain.
+pub async fn run(
+    core: usize,
+    partitions: Vec<Assigned>,
+    shared: Arc<Shared>,
+    jobs: Sender<Job>,
+    replies: Receiver<Done>,
+) -> CoreReport {
+    let pipe = Pipeline::new(shared.plan.clone(), core, shared.clock.clone());
+    let ctx = Ctx {
+        shared: shared.clone(),
+        pipe: Rc::new(RefCell::new(pipe)),
+        outbox: Rc::new(RefCell::new(Outbox {
+            core,
+            jobs,
+            replies,
+            in_flight: HashMap::new(),
+            next_token: 0,
+        })),
+        errors: Rc::new(RefCell::new(Vec::new())),
+        fatal: Rc::new(Cell::new(false)),
+    };
+    let (sealed_tx, sealed_rx) = local_channel::new_bounded(SEALED_QUEUE_MAX);
+    let sealed_tx = Rc::new(sealed_tx);
+    let encoder = glommio::spawn_local(encoder_task(ctx.clone(), sealed_rx));
+
+    let tasks: Vec<_> = partitions
+        .into_iter()
+        .map(|a| {
+            let slot = ctx.pipe.borrow_mut().add_partition(a.source, &a.info.id);
+            glommio::spawn_local(partition_task(ctx.clone(), slot, a, sealed_tx.clone()))
+        })
+        .collect();
+
+    let ticking = Rc::new(Cell::new(true));
+    let ticker = {
+        let (ctx, ticking, tx) = (ctx.clone(), ticking.clone(), sealed_tx.clone());
+        glommio::spawn_local(async move {
+            let mut out = Vec::new();
+            while ticking.get() {
+                glommio::timer::sleep(TICK_INTERVAL).await;
+                ctx.pipe.borrow_mut().tick(&mut out);
+                ctx.dispatch(&mut out, Some(&*tx)).await;
+                ctx.poll_acks();
+            }
+        })
+    };
+
+    for t in tasks {
+        t.await;
+    }
+    ticking.set(false);
+    ticker.await;
+
+    // Drain: seal and write everything, then audit, then checkpoints.
+    let mut out = Vec::new();
+    ctx.pipe.borrow_mut().seal_all(&mut out);
+    ctx.dispatch(&mut out, Some(&*sealed_tx)).await;
+    drop(sealed_tx); // the last sender: the encoder ends once its queue is empty
+    encoder.await;
+    ctx.settle().await;
+    ctx.pipe.borrow_mut().flush_audit(&mut out);
+    ctx.dispatch(&mut out, None).await;
+    ctx.settle().await;
+    ctx.publish();
+
+    let mut pipe = ctx.pipe.borrow_mut();
+    if !ctx.fatal.get() {
+        assert_eq!(pipe.open_batches(), 0, "core {core} drained with batches still held");
+    }
+    CoreReport {
+        counters: pipe.counters.clone(),
+        hist: std::mem::take(&mut pipe.hist),
+        errors: ctx.errors.take(),
+        fatal: ctx.fatal.get(),
+    }
+}

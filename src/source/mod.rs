@@ -1,0 +1,106 @@
+//! Sources: where records come from, in batches, with positions.
+//!
+//! A [`Source`] lists its partitions (generator streams, file splits; later Kinesis shards and
+//! HTTP connections) and opens a [`PartitionReader`] for one of them on the core that owns it.
+//! The reader's contract is a simple loop (Quickwit's `emit_batches`): each `fetch` appends up
+//! to `max_records` payloads, exactly as received, to a [`FetchBatch`] and says whether more
+//! may come. Positions are per partition, strictly increasing, and `next_position` is where a
+//! restart resumes; the core checkpoints a position only once everything before it is durable.
+//!
+//! Invariants:
+//! - A reader is owned by one core for its whole life (readers need not be `Send`).
+//! - A batch never holds a payload longer than [`RECORD_BYTES_MAX`]: a longer one is cut to that
+//!   size and carries a `framing` [`Reject`], so it reaches quarantine instead of memory.
+//! - `fetch` never blocks for long: a reader with nothing to give returns [`Fetch::Idle`].
+
+pub mod file;
+pub mod framing;
+pub mod generator;
+
+use crate::extract::{Reject, RECORD_BYTES_MAX};
+use crate::runtime::clock::Clock;
+use std::time::Duration;
+
+/// One partition of a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Stable id: the generator's stream number, a file path (`#offset` for a split).
+    pub id: String,
+    /// Dense number within the source (0, 1, 2, …), the input of core placement.
+    pub ordinal: u64,
+}
+
+/// One payload of a batch: `data[start..start + len]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordSpan {
+    pub start: u32,
+    pub len: u32,
+    /// The record's position (generator sequence number, byte offset in a file).
+    pub position: u64,
+    /// Set when the source already knows the record is bad (oversized, corrupt framing).
+    pub reject: Option<Box<Reject>>,
+}
+
+/// A batch of payloads as received, back to back in one buffer (reused across fetches).
+#[derive(Debug, Default)]
+pub struct FetchBatch {
+    pub data: Vec<u8>,
+    pub records: Vec<RecordSpan>,
+    /// Position to resume from once every record of this batch is durable.
+    pub next_position: u64,
+}
+
+impl FetchBatch {
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.records.clear();
+    }
+
+    /// Append one payload (cut to [`RECORD_BYTES_MAX`] with a `framing` reject if longer).
+    pub fn push(&mut self, payload: &[u8], position: u64, reject: Option<Reject>) {
+        let keep = payload.len().min(RECORD_BYTES_MAX);
+        let start = self.data.len();
+        self.data.extend_from_slice(&payload[..keep]);
+        self.records.push(RecordSpan {
+            start: start as u32,
+            len: keep as u32,
+            position,
+            reject: reject.map(Box::new),
+        });
+    }
+
+    pub fn payload(&self, r: &RecordSpan) -> &[u8] {
+        &self.data[r.start as usize..(r.start + r.len) as usize]
+    }
+}
+
+/// What a fetch produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// The batch holds at least one record.
+    Records,
+    /// Nothing now; ask again after about this long.
+    Idle(Duration),
+    /// The partition is finished (the batch may still hold a last set of records).
+    End,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("source {source_name}, partition {partition}: {message}")]
+pub struct SourceError {
+    pub source_name: String,
+    pub partition: String,
+    pub message: String,
+}
+
+pub trait Source: Send + Sync {
+    fn name(&self) -> &str;
+    fn partitions(&self) -> Result<Vec<PartitionInfo>, SourceError>;
+    /// Open a reader at `resume` (a `next_position` from a checkpoint) or at the beginning.
+    fn open(&self, partition: &PartitionInfo, resume: Option<u64>) -> Result<Box<dyn PartitionReader>, SourceError>;
+}
+
+pub trait PartitionReader {
+    /// Clear `batch`, then fill it with up to `max_records` payloads.
+    fn fetch(&mut self, batch: &mut FetchBatch, max_records: usize, clock: &dyn Clock) -> Result<Fetch, SourceError>;
+}

@@ -1,0 +1,108 @@
+//! Checkpoints: the position each source partition resumes from.
+//!
+//! The local implementation keeps one small JSON file per partition,
+//! `<state dir>/checkpoints/<source>/<partition>.json` (partition ids made file-safe by
+//! `layout::safe_id`), written atomically: write a temporary file, fsync, rename, fsync the
+//! directory. One file per partition because partitions move between cores when the core
+//! count changes, and each core writes only the partitions it owns: no file has two writers.
+//!
+//! A checkpoint is written only after every record before its position is durable in the
+//! lake and the audit rows describing those files are durable too (see `pipeline`).
+
+use crate::load::layout::safe_id;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub source: String,
+    pub partition: String,
+    pub next_position: u64,
+}
+
+pub trait CheckpointStore: Send + Sync {
+    fn load(&self, source: &str, partition: &str) -> Result<Option<u64>, String>;
+    fn save(&self, checkpoints: &[Checkpoint]) -> Result<(), String>;
+}
+
+pub struct LocalCheckpoints {
+    dir: PathBuf,
+}
+
+impl LocalCheckpoints {
+    pub fn new(state_dir: &std::path::Path) -> LocalCheckpoints {
+        LocalCheckpoints {
+            dir: state_dir.join("checkpoints"),
+        }
+    }
+
+    fn path(&self, source: &str, partition: &str) -> PathBuf {
+        self.dir.join(source).join(format!("{}.json", safe_id(partition)))
+    }
+}
+
+impl CheckpointStore for LocalCheckpoints {
+    fn load(&self, source: &str, partition: &str) -> Result<Option<u64>, String> {
+        let path = self.path(source, partition);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read checkpoint {}: {e}", path.display())),
+        };
+        let c: Checkpoint =
+            serde_json::from_str(&text).map_err(|e| format!("checkpoint {} is corrupt: {e}", path.display()))?;
+        if c.source != source || c.partition != partition {
+            return Err(format!(
+                "checkpoint {} belongs to {}/{}, not {source}/{partition}",
+                path.display(),
+                c.source,
+                c.partition
+            ));
+        }
+        Ok(Some(c.next_position))
+    }
+
+    fn save(&self, checkpoints: &[Checkpoint]) -> Result<(), String> {
+        for c in checkpoints {
+            let path = self.path(&c.source, &c.partition);
+            let dir = path.parent().expect("checkpoint paths have a parent");
+            let write = || -> std::io::Result<()> {
+                fs::create_dir_all(dir)?;
+                let tmp = path.with_extension("json.tmp");
+                let mut f = fs::File::create(&tmp)?;
+                f.write_all(serde_json::to_string(c).expect("serialisable").as_bytes())?;
+                f.sync_all()?;
+                fs::rename(&tmp, &path)?;
+                fs::File::open(dir)?.sync_all()
+            };
+            write().map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_and_load_per_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalCheckpoints::new(dir.path());
+        assert_eq!(s.load("gen", "0").unwrap(), None);
+        let c = |p: &str, n| Checkpoint {
+            source: "gen".into(),
+            partition: p.into(),
+            next_position: n,
+        };
+        s.save(&[c("0", 10), c("/data/a b.ndjson#0", 20)]).unwrap();
+        s.save(&[c("0", 11)]).unwrap();
+        assert_eq!(s.load("gen", "0").unwrap(), Some(11));
+        assert_eq!(s.load("gen", "/data/a b.ndjson#0").unwrap(), Some(20));
+        assert_eq!(s.load("other", "0").unwrap(), None);
+        fs::write(s.path("gen", "0"), "{").unwrap();
+        assert!(s.load("gen", "0").unwrap_err().contains("corrupt"));
+    }
+}

@@ -1,0 +1,33 @@
+//! Stores: where files and checkpoints become durable.
+//!
+//! [`ObjectStore`] is the lake: a flat key space of immutable objects (the local directory is
+//! the embedded default; S3 arrives behind the same trait). [`CheckpointStore`] keeps source
+//! positions. Both are synchronous and called only from the I/O edge thread, never from a core.
+//!
+//! Contract of `put`: when it returns `Ok`, the object is complete and durable, and a reader
+//! never saw a partial object under `key`.
+
+pub mod checkpoint;
+pub mod local;
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{op} {key}: {message}")]
+pub struct StoreError {
+    pub op: &'static str,
+    pub key: String,
+    pub message: String,
+    /// Whether trying again may succeed (I/O hiccup) or not (bad key, permission).
+    pub retryable: bool,
+}
+
+pub trait ObjectStore: Send + Sync {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keys starting with `prefix`, sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Where this store writes, for people (`file:///…`, `s3://…`).
+    fn describe(&self) -> String;
+}
+
+pub use checkpoint::{CheckpointStore, LocalCheckpoints};
+pub use local::LocalDirStore;

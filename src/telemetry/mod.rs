@@ -1,0 +1,174 @@
+//! Telemetry: per-core counters, per-stage HDR latency histograms, live progress, the report.
+//!
+//! Counters are plain integers owned by their core (no atomics on the record path); once per
+//! batch a core publishes its totals to [`Progress`] (relaxed atomics) for the progress line.
+//! Histograms record nanoseconds; per-record stages are timed on one record in
+//! `telemetry.latency_sample_every` (a sampled record is timed through every stage), per-file
+//! stages (encode, write) on every file. At the end the cores' histograms are merged.
+//!
+//! Bounds: histograms cover 1 ns .. [`HIST_MAX_NS`] at 3 significant digits (~30 KiB each).
+
+pub mod report;
+
+use crate::extract::Rule;
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Longest latency a histogram records (longer values are clamped): one hour.
+pub const HIST_MAX_NS: u64 = 3_600_000_000_000;
+
+/// Stages with a latency histogram, in flow order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageId {
+    /// One fetch call (per batch).
+    Fetch,
+    /// Appending a batch to its RAW segment (per batch).
+    Raw,
+    Decrypt,
+    Parse,
+    /// Route, flatten and schema checks.
+    Schema,
+    Transform,
+    /// Appending the row to its partition buffer.
+    Buffer,
+    /// Parquet encoding of one ETL file.
+    Encode,
+    /// Store write of one file (edge thread, until durable).
+    Write,
+}
+
+impl StageId {
+    pub const ALL: [StageId; 9] = [
+        StageId::Fetch,
+        StageId::Raw,
+        StageId::Decrypt,
+        StageId::Parse,
+        StageId::Schema,
+        StageId::Transform,
+        StageId::Buffer,
+        StageId::Encode,
+        StageId::Write,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageId::Fetch => "fetch",
+            StageId::Raw => "raw",
+            StageId::Decrypt => "decrypt",
+            StageId::Parse => "parse",
+            StageId::Schema => "schema",
+            StageId::Transform => "transform",
+            StageId::Buffer => "buffer",
+            StageId::Encode => "encode",
+            StageId::Write => "write",
+        }
+    }
+
+    /// What one sample measures.
+    pub fn unit(self) -> &'static str {
+        match self {
+            StageId::Fetch | StageId::Raw => "batch",
+            StageId::Encode | StageId::Write => "file",
+            _ => "record",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StageHistograms {
+    hists: Vec<Histogram<u64>>,
+}
+
+impl Default for StageHistograms {
+    fn default() -> Self {
+        StageHistograms {
+            hists: StageId::ALL
+                .iter()
+                .map(|_| Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds"))
+                .collect(),
+        }
+    }
+}
+
+impl StageHistograms {
+    #[inline]
+    pub fn record(&mut self, stage: StageId, ns: u64) {
+        self.hists[stage as usize].saturating_record(ns.max(1));
+    }
+
+    pub fn get(&self, stage: StageId) -> &Histogram<u64> {
+        &self.hists[stage as usize]
+    }
+
+    pub fn merge(&mut self, other: &StageHistograms) {
+        for (a, b) in self.hists.iter_mut().zip(&other.hists) {
+            a.add(b).expect("histograms share bounds");
+        }
+    }
+}
+
+/// Totals of one core (and, summed, of a run).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters {
+    pub records_in: u64,
+    pub records_etl: u64,
+    pub records_quarantined: u64,
+    pub records_dropped: u64,
+    pub bytes_in: u64,
+    pub batches: u64,
+    /// Files and bytes written per zone: etl, raw, quarantine, audit.
+    pub files: [u64; 4],
+    pub file_bytes: [u64; 4],
+    pub rejected_by_rule: [u64; Rule::ALL.len()],
+    /// Source errors (a partition that stopped on an I/O error).
+    pub source_errors: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.records_in += o.records_in;
+        self.records_etl += o.records_etl;
+        self.records_quarantined += o.records_quarantined;
+        self.records_dropped += o.records_dropped;
+        self.bytes_in += o.bytes_in;
+        self.batches += o.batches;
+        for i in 0..4 {
+            self.files[i] += o.files[i];
+            self.file_bytes[i] += o.file_bytes[i];
+        }
+        for (a, b) in self.rejected_by_rule.iter_mut().zip(o.rejected_by_rule) {
+            *a += b;
+        }
+        self.source_errors += o.source_errors;
+    }
+}
+
+/// Live totals per core, read by the progress line.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub records_in: AtomicU64,
+    pub records_etl: AtomicU64,
+    pub records_quarantined: AtomicU64,
+    pub records_dropped: AtomicU64,
+}
+
+impl Progress {
+    pub fn publish(&self, c: &Counters) {
+        self.records_in.store(c.records_in, Ordering::Relaxed);
+        self.records_etl.store(c.records_etl, Ordering::Relaxed);
+        self.records_quarantined.store(c.records_quarantined, Ordering::Relaxed);
+        self.records_dropped.store(c.records_dropped, Ordering::Relaxed);
+    }
+
+    /// `(in, etl, quarantined, dropped)` summed over cores.
+    pub fn totals(all: &[Progress]) -> (u64, u64, u64, u64) {
+        all.iter().fold((0, 0, 0, 0), |t, p| {
+            (
+                t.0 + p.records_in.load(Ordering::Relaxed),
+                t.1 + p.records_etl.load(Ordering::Relaxed),
+                t.2 + p.records_quarantined.load(Ordering::Relaxed),
+                t.3 + p.records_dropped.load(Ordering::Relaxed),
+            )
+        })
+    }
+}
