@@ -1,1 +1,145 @@
+use super::*;
 
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    let c = Config::from_toml(text, Path::new("/base"))?;
+    c.validate()?;
+    Ok(c)
+}
+
+fn first_error(text: &str) -> String {
+    parse(text).unwrap_err().0[0].to_string()
+}
+
+const MINIMAL: &str = r#"
+[keys]
+demo = true
+[[sources]]
+name = "gen"
+table = "events"
+[sources.generator]
+records = 10
+[[tables]]
+name = "events"
+schema = "builtin:events"
+"#;
+
+#[test]
+fn minimal_config_takes_every_default() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.buffer.flush_bytes_max, DEFAULT_FLUSH_BYTES_MAX);
+    assert_eq!(c.parquet.zstd_level, DEFAULT_PARQUET_ZSTD_LEVEL);
+    assert_eq!(c.sources[0].batch_records, DEFAULT_BATCH_RECORDS);
+    assert_eq!(
+        c.sources[0].generator.as_ref().unwrap().partitions,
+        DEFAULT_GENERATOR_PARTITIONS
+    );
+    assert_eq!(
+        c.lake.dir,
+        Path::new("/base/lake"),
+        "relative paths resolve against the config's directory"
+    );
+    assert_eq!(c.runtime.cores, CoresConfig::Named("all".into()));
+}
+
+#[test]
+fn bound_errors_name_path_rule_and_value() {
+    let text = format!("{MINIMAL}\n[buffer]\nflush_bytes_max = 12\n");
+    assert_eq!(
+        first_error(&text),
+        "buffer.flush_bytes_max: must be at least 1 MiB, got 12"
+    );
+    let text = format!("{MINIMAL}\n[parquet]\nzstd_level = 40\n");
+    assert_eq!(
+        first_error(&text),
+        "parquet.zstd_level: must be between 1 and 22, got 40"
+    );
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let text = format!("{MINIMAL}\n[buffer]\nflush_bytes_max = 12\nflush_interval_ms = 1\n");
+    let errs = parse(&text).unwrap_err();
+    assert_eq!(errs.0.len(), 2, "{errs}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_path() {
+    let text = format!("{MINIMAL}\n[buffer]\nflush_byte_max = 1\n");
+    let e = first_error(&text);
+    assert!(
+        e.starts_with("buffer.flush_byte_max: unknown field `flush_byte_max`"),
+        "{e}"
+    );
+    let text = MINIMAL.replace("records = 10", "records = 10\nrecrods = 5");
+    let e = first_error(&text);
+    assert!(e.starts_with("sources[0].generator.recrods: unknown field"), "{e}");
+    let text = format!("{MINIMAL}\n[[tables.transforms]]\nop = \"drop\"\nfield = \"a\"\ntypo = 1\n");
+    let e = first_error(&text);
+    assert!(e.contains("unknown field `typo`"), "{e}");
+}
+
+#[test]
+fn type_errors_name_the_path() {
+    let e = first_error(&MINIMAL.replace("records = 10", "records = \"ten\""));
+    assert!(
+        e.starts_with("sources[0].generator.records: invalid type: string \"ten\""),
+        "{e}"
+    );
+    let e = first_error("[runtime]\ncores = 3\n");
+    assert!(e.starts_with("runtime.cores:"), "{e}");
+}
+
+#[test]
+fn cross_references_are_checked() {
+    let e = first_error(&MINIMAL.replace("table = \"events\"", "table = \"nope\""));
+    assert_eq!(e, "sources[0].table: names no table in [[tables]], got \"nope\"");
+    let routed = MINIMAL.replace(
+        "table = \"events\"\n[sources.generator]",
+        "[sources.route]\nfield = \"event_type\"\ntables = { click = \"clicks\" }\n[sources.generator]",
+    );
+    assert_eq!(
+        first_error(&routed),
+        "sources[0].route.tables.click: names no table in [[tables]], got \"clicks\""
+    );
+    let both = MINIMAL.replace(
+        "[sources.generator]",
+        "[sources.file]\npaths = [\"x\"]\n[sources.generator]",
+    );
+    assert_eq!(
+        first_error(&both),
+        "sources[0]: set exactly one of [generator] or [file], not both"
+    );
+    let no_keys = MINIMAL.replace("demo = true", "");
+    assert!(first_error(&no_keys).starts_with("keys: a source uses envelope encryption"));
+    let dup = format!("{MINIMAL}\n[[tables]]\nname = \"events\"\nschema = \"infer\"\n");
+    assert_eq!(
+        first_error(&dup),
+        "tables[1].name: must be unique, \"events\" appears twice"
+    );
+    let bad_name = MINIMAL.replace("name = \"gen\"", "name = \"my source\"");
+    assert!(first_error(&bad_name).starts_with("sources[0].name: must be 1 to 64 characters"));
+}
+
+#[test]
+fn the_embedded_default_is_valid() {
+    let c = Config::embedded_default(1000, Path::new("/tmp/x"));
+    c.validate().unwrap();
+    assert_eq!(c.sources[0].generator.as_ref().unwrap().records, 1000);
+    assert_eq!(c.lake.dir, Path::new("/tmp/x"));
+}
+
+#[test]
+fn every_example_config_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let c = Config::from_toml(&text, &dir).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            c.validate().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "expected the example configs, found {n}");
+}

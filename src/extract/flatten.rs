@@ -42,12 +42,13 @@ fn walk_object<'a>(
         unreachable!("walk_object is called on object nodes only")
     };
     let mut j = at + 1;
+    let mut cursor = 0;
     for _ in 0..len {
         let Node::String(key) = nodes[j] else {
             unreachable!("object keys are strings on the tape")
         };
         let v = j + 1;
-        if let Some(child) = trie.child(tnode, key) {
+        if let Some(child) = trie.child_from(tnode, key, &mut cursor) {
             if let Some(col) = trie.column(child) {
                 slots[col as usize] = Some(v as u32);
             } else if let Node::Object { .. } = nodes[v] {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
 
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq)]
 pub struct QuarantineLine<'a> {
     pub source: &'a str,
     pub partition: &'a str,
@@ -178,8 +178,8 @@ mod tests {
         let text = String::from_utf8(zstd::decode_all(&f.bytes[..]).unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
-        let back: QuarantineLine = serde_json::from_str(lines[1]).unwrap();
-        assert_eq!(back, line(6));
+        let back: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(back, serde_json::to_value(line(6)).unwrap());
         assert_eq!(f.provenance.ranges, vec![(0, 5, 6)]);
     }
 

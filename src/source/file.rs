@@ -3,8 +3,9 @@
 //! Partitions: each path is a file or a directory walked recursively in name order (entries
 //! starting with `.` or `_` are skipped, as Hadoop does). An NDJSON file larger than
 //! `split_bytes` becomes several splits, so one big file keeps every core busy; a split owns
-//! the lines that *start* inside its byte range. Framed files cannot be split (a frame boundary
-//! cannot be found from an arbitrary offset) and are one partition each.
+//! the lines that *start* inside its byte range. A framed (`SGF1`) file larger than
+//! `split_bytes` is split at frame boundaries found by one sequential scan of the length
+//! prefixes at startup. LZ4 segments (RAW) are compressed streams and one partition each.
 //!
 //! Positions are byte offsets of a record's first byte: in the file for NDJSON and plain
 //! `SGF1`, in the decompressed stream for LZ4 segments. `next_position` is the offset after
@@ -43,6 +44,7 @@ struct Split {
     end: u64,
 }
 
+#[derive(Debug)]
 pub struct FileSource {
     name: String,
     splits: Vec<Split>,
@@ -75,24 +77,18 @@ impl FileSource {
                 .map_err(|e| err(&path, format!("cannot stat: {e}")))?
                 .len();
             let format = detect(&path, cfg.framing).map_err(|m| err(&path, m))?;
-            if format == Format::Ndjson && len > cfg.split_bytes {
-                let mut start = 0;
-                while start < len {
-                    let end = (start + cfg.split_bytes).min(len);
-                    splits.push(Split {
-                        path: path.clone(),
-                        format,
-                        start,
-                        end,
-                    });
-                    start = end;
-                }
-            } else {
+            let starts = match format {
+                Format::Ndjson if len > cfg.split_bytes => (0..len).step_by(cfg.split_bytes as usize).collect(),
+                Format::Framed if len > cfg.split_bytes => frame_split_starts(&path, cfg.split_bytes)
+                    .map_err(|e| err(&path, format!("cannot scan frames: {e}")))?,
+                _ => vec![0],
+            };
+            for (i, &start) in starts.iter().enumerate() {
                 splits.push(Split {
-                    path,
+                    path: path.clone(),
                     format,
-                    start: 0,
-                    end: u64::MAX,
+                    start,
+                    end: starts.get(i + 1).copied().unwrap_or(u64::MAX),
                 });
             }
         }
@@ -101,6 +97,36 @@ impl FileSource {
             splits,
         })
     }
+}
+
+/// Frame boundaries of an `SGF1` file about every `split_bytes`: the starts of its splits.
+/// A frame boundary cannot be found from an arbitrary offset, so this follows the length
+/// prefixes from the start: one sequential pass over the file at startup, skipping payloads
+/// inside the read buffer. A corrupt length ends the scan (the last split reports it).
+fn frame_split_starts(path: &Path, split_bytes: u64) -> io::Result<Vec<u64>> {
+    let mut r = BufReader::with_capacity(READ_BUFFER_BYTES, File::open(path)?);
+    let mut pos = skip_magic(&mut r)?;
+    let mut starts = vec![0];
+    let mut next = split_bytes;
+    let mut len = [0u8; 4];
+    loop {
+        match r.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
+        }
+        if pos >= next {
+            starts.push(pos);
+            next = pos + split_bytes;
+        }
+        let n = u32::from_le_bytes(len) as u64;
+        if n > RECORD_BYTES_MAX as u64 {
+            break;
+        }
+        r.seek_relative(n as i64)?;
+        pos += 4 + n;
+    }
+    Ok(starts)
 }
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
@@ -180,14 +206,13 @@ impl Source for FileSource {
             Format::Framed => {
                 let mut r = BufReader::with_capacity(READ_BUFFER_BYTES, file);
                 let offset = match resume {
-                    Some(p) => {
-                        r.seek(SeekFrom::Start(p)).map_err(err)?;
-                        p
-                    }
-                    None => skip_magic(&mut r).map_err(err)?,
+                    Some(p) => r.seek(SeekFrom::Start(p)).map_err(err)?,
+                    None if split.start == 0 => skip_magic(&mut r).map_err(err)?,
+                    None => r.seek(SeekFrom::Start(split.start)).map_err(err)?,
                 };
                 Box::new(FramedReader {
                     frames: FrameReader::new(r, offset),
+                    end: split.end,
                     ctx,
                     done: false,
                 })
@@ -202,6 +227,7 @@ impl Source for FileSource {
                 }
                 Box::new(FramedReader {
                     frames: FrameReader::new(r, offset),
+                    end: u64::MAX,
                     ctx,
                     done: false,
                 })
@@ -311,6 +337,8 @@ impl PartitionReader for NdjsonReader {
 
 struct FramedReader<R> {
     frames: FrameReader<R>,
+    /// Offset where the next split begins: frames starting there are not ours.
+    end: u64,
     ctx: (String, String),
     done: bool,
 }
@@ -323,6 +351,10 @@ impl<R: Read> PartitionReader for FramedReader<R> {
             return Ok(Fetch::End);
         }
         while batch.records.len() < max_records {
+            if self.frames.offset >= self.end {
+                self.done = true;
+                break;
+            }
             let start = batch.data.len();
             let position = self.frames.offset;
             let frame = self.frames.next(&mut batch.data).map_err(|e| SourceError {

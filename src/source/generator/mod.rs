@@ -92,26 +92,27 @@ impl GeneratorSource {
     /// The record at `(partition, seq)`: its payload as sent, its plaintext JSON, and how it
     /// must come out of the pipeline.
     pub fn record(&self, partition: u64, seq: u64) -> (Vec<u8>, Vec<u8>, Expected) {
-        let (mut payload, mut plain) = (Vec::new(), Vec::new());
+        let (mut payload, mut plain) = (Vec::new(), String::new());
         let e = self.inner.generate(partition, seq, &mut plain, &mut payload);
-        (payload, plain, e)
+        (payload, plain.into_bytes(), e)
     }
 }
 
 impl Inner {
-    fn generate(&self, partition: u64, seq: u64, plain: &mut Vec<u8>, out: &mut Vec<u8>) -> Expected {
+    /// Append the record's payload to `out`; `plain` is left holding its plaintext JSON.
+    fn generate(&self, partition: u64, seq: u64, plain: &mut String, out: &mut Vec<u8>) -> Expected {
         let mut rng = Rng::for_record(self.cfg.seed, partition, seq);
         let kind = (rng.unit() < self.cfg.bad_ratio).then(|| match self.encryption {
             Encryption::Envelope => *rng.pick(&BadKind::ALL),
             Encryption::None => *rng.pick(&BadKind::PLAIN),
         });
-        plain.clear();
         let expected = event::write_event(&mut rng, kind, self.start_us, self.cfg.event_time_spread_s, plain);
         if kind == Some(BadKind::MalformedJson) {
+            // Cut at a character boundary (the text is ASCII) in the middle.
             plain.truncate(plain.len() / 2);
         }
         if self.encryption == Encryption::None {
-            out.extend_from_slice(plain);
+            out.extend_from_slice(plain.as_bytes());
             return expected;
         }
         let mut nonce = [0u8; 12];
@@ -119,13 +120,13 @@ impl Inner {
         nonce[8..].copy_from_slice(&(rng.next_u64() as u32).to_le_bytes());
         let start = out.len();
         if kind == Some(BadKind::UnknownKeyId) {
-            envelope::seal(UNKNOWN_KEY_ID, &self.unknown_key, nonce, plain, out);
+            envelope::seal(UNKNOWN_KEY_ID, &self.unknown_key, nonce, plain.as_bytes(), out);
         } else {
             let key = self
                 .keyring
                 .get(self.cfg.key_id.as_bytes())
                 .expect("checked in try_new");
-            envelope::seal(&self.cfg.key_id, key.aead(), nonce, plain, out);
+            envelope::seal(&self.cfg.key_id, key.aead(), nonce, plain.as_bytes(), out);
         }
         if kind == Some(BadKind::BadCiphertext) {
             let body = start + envelope::overhead(&self.cfg.key_id) - envelope::TAG_LEN;
@@ -159,7 +160,7 @@ impl Source for GeneratorSource {
             end_seq: self.partition_records(partition.ordinal),
             rate_per_s: self.inner.cfg.rate_per_s as f64 / parts,
             started: None,
-            plain: Vec::with_capacity(1024),
+            plain: String::with_capacity(1024),
         }))
     }
 }
@@ -173,7 +174,7 @@ struct GeneratorReader {
     rate_per_s: f64,
     /// (monotonic ns, seq) at the first fetch: the origin of the rate and duration bounds.
     started: Option<(u64, u64)>,
-    plain: Vec<u8>,
+    plain: String,
 }
 
 impl PartitionReader for GeneratorReader {
