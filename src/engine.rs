@@ -234,6 +234,67 @@ pub fn compile_table(
     })
 }
 
+/// Assemble the plan the cores share from compiled tables and routes.
+pub fn build_plan(
+    cfg: &Config,
+    run_id: String,
+    keyring: Arc<Keyring>,
+    routers: Vec<Router>,
+    tables: Vec<TablePlan>,
+    checkpoints_enabled: bool,
+) -> Plan {
+    let ms = |v: u64| v * 1_000_000;
+    Plan {
+        run_id,
+        layout: Layout::new(&cfg.lake.prefix),
+        keyring,
+        sources: cfg
+            .sources
+            .iter()
+            .zip(routers)
+            .map(|(s, router)| SourcePlan {
+                name: s.name.clone(),
+                encryption: s.encryption,
+                router,
+                batch_records: s.batch_records as usize,
+            })
+            .collect(),
+        tables,
+        event_time_late_max_us: cfg.partitioning.event_time_late_max_s as i64 * 1_000_000,
+        event_time_future_max_us: cfg.partitioning.event_time_future_max_s as i64 * 1_000_000,
+        seal: crate::buffer::SealPolicy {
+            bytes_max: cfg.buffer.flush_bytes_max,
+            records_max: cfg.buffer.flush_records_max,
+            interval_ns: ms(cfg.buffer.flush_interval_ms),
+        },
+        raw_enabled: cfg.raw.enabled,
+        raw_segment_bytes_max: cfg.raw.segment_bytes_max,
+        raw_interval_ns: ms(cfg.raw.segment_interval_ms),
+        quarantine_zstd_level: cfg.quarantine.zstd_level,
+        quarantine_file_bytes_max: cfg.quarantine.file_bytes_max,
+        quarantine_interval_ns: ms(cfg.quarantine.interval_ms),
+        audit_interval_ns: ms(cfg.audit.interval_ms),
+        audit_props: crate::load::parquet::writer_properties(&cfg.parquet, "_audit", 1),
+        latency_sample_every: cfg.telemetry.latency_sample_every,
+        checkpoints_enabled,
+    }
+}
+
+/// A plan for tests and benchmarks: every table from its schema file (version 1), nothing
+/// registered in a store.
+pub fn plan_for_test(cfg: &Config) -> Result<Plan, EngineError> {
+    let keyring = Arc::new(load_keyring(cfg)?);
+    let tables = cfg
+        .tables
+        .iter()
+        .map(|t| {
+            let f = schema_file(t)?.ok_or_else(|| EngineError(format!("table {}: infer needs a run", t.name)))?;
+            compile_table(cfg, t, &f, 1, &keyring)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(build_plan(cfg, "RUN".into(), keyring, build_routers(cfg), tables, true))
+}
+
 /// Infer the schemas of `tables` (indices) from the first records their sources route to them.
 fn infer_schemas(
     config: &Config,
@@ -371,41 +432,14 @@ impl Engine {
             .dir
             .as_ref()
             .map(|d| Arc::new(LocalCheckpoints::new(d)) as Arc<dyn CheckpointStore>);
-        let ms = |v: u64| v * 1_000_000;
-        let plan = Arc::new(Plan {
-            run_id: run_id.clone(),
-            layout,
-            keyring: keyring.clone(),
-            sources: cfg
-                .sources
-                .iter()
-                .zip(routers)
-                .map(|(s, router)| SourcePlan {
-                    name: s.name.clone(),
-                    encryption: s.encryption,
-                    router,
-                    batch_records: s.batch_records as usize,
-                })
-                .collect(),
+        let plan = Arc::new(build_plan(
+            cfg,
+            run_id.clone(),
+            keyring.clone(),
+            routers,
             tables,
-            event_time_late_max_us: cfg.partitioning.event_time_late_max_s as i64 * 1_000_000,
-            event_time_future_max_us: cfg.partitioning.event_time_future_max_s as i64 * 1_000_000,
-            seal: crate::buffer::SealPolicy {
-                bytes_max: cfg.buffer.flush_bytes_max,
-                records_max: cfg.buffer.flush_records_max,
-                interval_ns: ms(cfg.buffer.flush_interval_ms),
-            },
-            raw_enabled: cfg.raw.enabled,
-            raw_segment_bytes_max: cfg.raw.segment_bytes_max,
-            raw_interval_ns: ms(cfg.raw.segment_interval_ms),
-            quarantine_zstd_level: cfg.quarantine.zstd_level,
-            quarantine_file_bytes_max: cfg.quarantine.file_bytes_max,
-            quarantine_interval_ns: ms(cfg.quarantine.interval_ms),
-            audit_interval_ns: ms(cfg.audit.interval_ms),
-            audit_props: crate::load::parquet::writer_properties(&cfg.parquet, "_audit", 1),
-            latency_sample_every: cfg.telemetry.latency_sample_every,
-            checkpoints_enabled: checkpoints.is_some(),
-        });
+            checkpoints.is_some(),
+        ));
 
         // Placement: each partition to exactly one core, with its checkpoint.
         let mut assigned: Vec<Vec<Assigned>> = vec![Vec::new(); cpus.len()];

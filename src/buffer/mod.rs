@@ -80,13 +80,22 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(ty: ColumnType) -> Builder {
+    /// A builder sized for `rows` values and `data` bytes of string data.
+    fn with_capacity(ty: ColumnType, rows: usize, data: usize) -> Builder {
         match ty {
-            ColumnType::String | ColumnType::Json => Builder::Str(StringBuilder::new()),
-            ColumnType::Int64 => Builder::I64(Int64Builder::new()),
-            ColumnType::Float64 => Builder::F64(Float64Builder::new()),
-            ColumnType::Boolean => Builder::Bool(BooleanBuilder::new()),
-            ColumnType::Timestamp => Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            ColumnType::String | ColumnType::Json => Builder::Str(StringBuilder::with_capacity(rows, data)),
+            ColumnType::Int64 => Builder::I64(Int64Builder::with_capacity(rows)),
+            ColumnType::Float64 => Builder::F64(Float64Builder::with_capacity(rows)),
+            ColumnType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+            ColumnType::Timestamp => Builder::Ts(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC")),
+        }
+    }
+
+    /// String bytes held (0 for fixed-width columns).
+    fn data_len(&self) -> usize {
+        match self {
+            Builder::Str(b) => b.values_slice().len(),
+            _ => 0,
         }
     }
 
@@ -160,11 +169,23 @@ struct Open {
     provenance: Provenance,
 }
 
+/// Capacity to give a new buffer of a table: what its last sealed buffer held. Growing
+/// column buffers by doubling copied every value ~once more and faulted in fresh pages.
+#[derive(Debug, Clone, Default)]
+struct SizeHint {
+    rows: usize,
+    data: Vec<usize>,
+}
+
+/// Smallest row capacity a new buffer starts with.
+const BUFFER_ROWS_MIN: usize = 1024;
+
 /// The open buffers of one core.
 pub struct BufferSet {
     policy: SealPolicy,
     /// Arrow schema and column types of each table's output, by table index.
     tables: Vec<(SchemaRef, Vec<ColumnType>)>,
+    hints: Vec<SizeHint>,
     open: HashMap<PartitionKey, Open>,
     bytes: u64,
 }
@@ -173,6 +194,7 @@ impl BufferSet {
     pub fn new(policy: SealPolicy, tables: Vec<(SchemaRef, Vec<ColumnType>)>) -> BufferSet {
         BufferSet {
             policy,
+            hints: vec![SizeHint::default(); tables.len()],
             tables,
             open: HashMap::new(),
             bytes: 0,
@@ -198,15 +220,25 @@ impl BufferSet {
         origin: Origin,
         now_ns: u64,
     ) -> Appended {
-        let tables = &self.tables;
-        let open = self.open.entry(key).or_insert_with(|| Open {
-            builders: tables[key.table as usize].1.iter().map(|t| Builder::new(*t)).collect(),
-            records: 0,
-            bytes: 0,
-            opened_ns: now_ns,
-            event_time_min_us: i64::MAX,
-            event_time_max_us: i64::MIN,
-            provenance: Provenance::default(),
+        let (tables, hints) = (&self.tables, &self.hints);
+        let open = self.open.entry(key).or_insert_with(|| {
+            let hint = &hints[key.table as usize];
+            let rows = hint.rows.max(BUFFER_ROWS_MIN);
+            let builders = tables[key.table as usize]
+                .1
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Builder::with_capacity(*t, rows, hint.data.get(i).copied().unwrap_or(0)))
+                .collect();
+            Open {
+                builders,
+                records: 0,
+                bytes: 0,
+                opened_ns: now_ns,
+                event_time_min_us: i64::MAX,
+                event_time_max_us: i64::MIN,
+                provenance: Provenance::default(),
+            }
         });
         debug_assert_eq!(open.builders.len(), row.len());
         let mut added = 0;
@@ -249,6 +281,10 @@ impl BufferSet {
     fn seal(&mut self, key: PartitionKey) -> Sealed {
         let mut open = self.open.remove(&key).expect("sealing an open buffer");
         self.bytes -= open.bytes;
+        self.hints[key.table as usize] = SizeHint {
+            rows: open.records as usize,
+            data: open.builders.iter().map(Builder::data_len).collect(),
+        };
         let columns: Vec<ArrayRef> = open.builders.iter_mut().map(Builder::finish).collect();
         let schema = self.tables[key.table as usize].0.clone();
         let batch = RecordBatch::try_new(schema, columns).expect("builders follow the table's arrow schema");

@@ -73,8 +73,10 @@ pub const DEFAULT_PARQUET_DATA_PAGE_BYTES_MAX: u64 = MIB;
 /// Dictionary-encode columns (high-repetition strings like country and event type shrink ~10x).
 pub const DEFAULT_PARQUET_DICTIONARY: bool = true;
 
-/// Roll a RAW segment at this many compressed bytes.
-pub const DEFAULT_RAW_SEGMENT_BYTES_MAX: u64 = 64 * MIB;
+/// Roll a RAW segment at this many compressed bytes. Segments are per source partition, so
+/// this times the partitions of a core is what RAW holds in memory: 16 MiB keeps 64 shards
+/// per core at 1 GiB, and is still large enough for cheap object-store PUTs.
+pub const DEFAULT_RAW_SEGMENT_BYTES_MAX: u64 = 16 * MIB;
 /// Roll a RAW segment at this age, so backfill material reaches the lake promptly.
 pub const DEFAULT_RAW_SEGMENT_INTERVAL_MS: u64 = 60_000;
 

@@ -13,7 +13,7 @@ pub struct Validator {
 
 /// Human form of a byte count for messages: `1 MiB`, `64 MiB`, or plain bytes.
 pub fn bytes_human(n: u64) -> String {
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n.is_multiple_of(MIB) {
         format!("{} MiB", n / MIB)
     } else {
         n.to_string()

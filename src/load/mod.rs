@@ -5,6 +5,7 @@
 //! position tracker need to know about it once it is durable.
 
 pub mod layout;
+pub mod lz4frame;
 pub mod parquet;
 pub mod quarantine;
 pub mod raw;

@@ -4,8 +4,11 @@
 //! - zstd at `parquet.zstd_level` for every column;
 //! - row groups of at most `parquet.row_group_rows_max` rows, data pages of at most
 //!   `parquet.data_page_bytes_max` bytes;
-//! - dictionary encoding per `parquet.dictionary`; statistics per `parquet.statistics`
-//!   (page level by default: min/max per page lets readers skip pages);
+//! - dictionary encoding per `parquet.dictionary`, decided per column and file: a column whose
+//!   sampled values are mostly distinct (ids, free text) gets none, because interning every
+//!   value into a dictionary that is then abandoned cost more than a third of encoding time
+//!   and shrank nothing; statistics per `parquet.statistics` (page level by default: min/max
+//!   per page lets readers skip pages);
 //! - format version 1.0 data pages, which every reader (Athena, Spark, DuckDB, pyarrow) reads;
 //! - key/value metadata: `sluicegate.table` and `sluicegate.schema_version`.
 //!
@@ -46,6 +49,77 @@ pub fn writer_properties(cfg: &ParquetConfig, table: &str, schema_version: u32) 
             KeyValue::new("sluicegate.schema_version".into(), schema_version.to_string()),
         ]))
         .build()
+}
+
+/// Rows sampled per column to judge whether a dictionary pays.
+pub const DICTIONARY_SAMPLE_ROWS: usize = 1024;
+/// A column with more than this share of distinct values among the sample gets no dictionary.
+pub const DICTIONARY_DISTINCT_SHARE_MAX: f64 = 0.5;
+
+/// Distinct share of the values of `col` at up to [`DICTIONARY_SAMPLE_ROWS`] evenly spaced rows
+/// (`None` for types a dictionary does not apply to).
+fn distinct_share(col: &dyn arrow_array::Array) -> Option<f64> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+    use arrow_array::Array;
+    use arrow_schema::DataType;
+    let rows = col.len();
+    if rows == 0 {
+        return None;
+    }
+    let n = rows.min(DICTIONARY_SAMPLE_ROWS);
+    let at = |i: usize| i * rows / n;
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    match col.data_type() {
+        DataType::Utf8 => {
+            let a = col.as_string::<i32>();
+            (0..n).filter(|&i| a.is_valid(at(i))).for_each(|i| {
+                seen.insert(fnv(a.value(at(i)).as_bytes()));
+            });
+        }
+        DataType::Int64 => {
+            let a = col.as_primitive::<Int64Type>();
+            (0..n).for_each(|i| {
+                seen.insert(a.value(at(i)) as u64);
+            });
+        }
+        DataType::Float64 => {
+            let a = col.as_primitive::<Float64Type>();
+            (0..n).for_each(|i| {
+                seen.insert(a.value(at(i)).to_bits());
+            });
+        }
+        DataType::Timestamp(..) => {
+            let a = col.as_primitive::<TimestampMicrosecondType>();
+            (0..n).for_each(|i| {
+                seen.insert(a.value(at(i)) as u64);
+            });
+        }
+        _ => return None,
+    }
+    Some(seen.len() as f64 / n as f64)
+}
+
+fn fnv(b: &[u8]) -> u64 {
+    super::layout::fnv1a(b)
+}
+
+/// `base`, with the dictionary switched off for the columns of `batch` whose values are
+/// mostly distinct. Unchanged when `base` has dictionaries off.
+pub fn props_for_batch(base: &WriterProperties, batch: &RecordBatch) -> WriterProperties {
+    use parquet::schema::types::ColumnPath;
+    let schema = batch.schema();
+    let mut b = base.clone().into_builder();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let path = ColumnPath::new(vec![field.name().clone()]);
+        if !base.dictionary_enabled(&path) {
+            continue;
+        }
+        if distinct_share(batch.column(i).as_ref()).is_some_and(|s| s > DICTIONARY_DISTINCT_SHARE_MAX) {
+            b = b.set_column_dictionary_enabled(path, false);
+        }
+    }
+    b.build()
 }
 
 /// An encoder for one file, fed in chunks.

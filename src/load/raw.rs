@@ -2,18 +2,20 @@
 //! `SGF1` segments (format in `source::framing`). This is what backfill replays, through the
 //! `file` source, so it is written before anything else looks at a batch.
 //!
-//! LZ4 because this path touches every byte at full rate and its input is mostly ciphertext,
-//! which no codec shrinks: LZ4 gives up on incompressible blocks at GB/s, zstd would burn a
-//! core finding that out. Plain-JSON sources still get LZ4's usual 2–4x.
+//! LZ4 because this path touches every byte at full rate. Its input is often ciphertext, which
+//! no codec shrinks, so the frame writer ([`super::lz4frame`]) stores incompressible blocks as
+//! they are and only probes now and then; plain-JSON sources still get LZ4's usual 2–4x.
 //!
 //! A segment is sealed at `raw.segment_bytes_max` compressed bytes or `raw.segment_interval_ms`
 //! of age. Its `dt`/`hr` are the ingest hour at which it was opened.
 
+use super::lz4frame::Lz4FrameWriter;
 use super::Provenance;
 use crate::source::{framing, FetchBatch};
-use lz4_flex::frame::{BlockSize, FrameEncoder, FrameInfo};
 use std::collections::HashMap;
-use std::io::Write;
+
+/// A segment overshoots `segment_bytes_max` by at most one batch (plus an LZ4 block).
+const RAW_SEGMENT_SLACK_BYTES: usize = 2 << 20;
 
 pub struct SealedRaw {
     pub source: u16,
@@ -27,7 +29,7 @@ pub struct SealedRaw {
 }
 
 struct Segment {
-    enc: FrameEncoder<Vec<u8>>,
+    enc: Lz4FrameWriter,
     first: u64,
     last: u64,
     records: u64,
@@ -53,7 +55,7 @@ impl RawSegments {
 
     /// Bytes held in open segments (compressed so far).
     pub fn bytes(&self) -> u64 {
-        self.open.values().map(|s| s.enc.get_ref().len() as u64).sum()
+        self.open.values().map(|s| s.enc.len() as u64).sum()
     }
 
     /// Append every payload of `batch` (the caller holds the batch once for the segment).
@@ -68,10 +70,12 @@ impl RawSegments {
         now_ns: u64,
     ) -> Option<SealedRaw> {
         let first_pos = batch.records.first()?.position;
+        let bytes_max = self.bytes_max;
         let seg = self.open.entry((source, slot)).or_insert_with(|| {
-            let info = FrameInfo::new().content_checksum(true).block_size(BlockSize::Max256KB);
-            let mut enc = FrameEncoder::with_frame_info(info, Vec::new());
-            enc.write_all(framing::MAGIC).expect("writing to memory");
+            // Sized for a full segment up front: growing a tens-of-MiB vector by doubling
+            // copied it over and over (pages are only touched as they fill).
+            let mut enc = Lz4FrameWriter::with_capacity(bytes_max as usize + RAW_SEGMENT_SLACK_BYTES);
+            enc.write(framing::MAGIC);
             Segment {
                 enc,
                 first: first_pos,
@@ -90,7 +94,7 @@ impl RawSegments {
             .note(batch_id, slot, batch.records.last().map_or(first_pos, |r| r.position));
         seg.records += batch.records.len() as u64;
         seg.last = batch.records.last().map_or(seg.last, |r| r.position);
-        (seg.enc.get_ref().len() as u64 >= self.bytes_max).then(|| self.seal((source, slot)))
+        (seg.enc.len() as u64 >= self.bytes_max).then(|| self.seal((source, slot)))
     }
 
     pub fn take_aged(&mut self, now_ns: u64) -> Vec<SealedRaw> {
@@ -119,7 +123,7 @@ impl RawSegments {
             first: s.first,
             last: s.last,
             records: s.records,
-            bytes: s.enc.finish().expect("finishing an in-memory LZ4 frame"),
+            bytes: s.enc.finish(),
             provenance: s.provenance,
         }
     }

@@ -1,6 +1,5 @@
 use super::*;
 use crate::config::{Config, RouteConfig, SourceConfig, TransformConfig, Unmatched};
-use crate::engine::{build_routers, compile_table, load_keyring, schema_file};
 use crate::extract::timestamp::parse_rfc3339;
 use crate::extract::Rule;
 use crate::runtime::clock::ManualClock;
@@ -23,47 +22,9 @@ fn config(records: u64, bad_ratio: f64) -> Config {
 }
 
 fn plan(c: &Config) -> Arc<Plan> {
-    let keyring = Arc::new(load_keyring(c).unwrap());
-    let tables = c
-        .tables
-        .iter()
-        .map(|t| compile_table(c, t, &schema_file(t).unwrap().unwrap(), 1, &keyring).unwrap())
-        .collect();
-    let ms = |v: u64| v * 1_000_000;
-    Arc::new(Plan {
-        run_id: "RUN".into(),
-        layout: Layout::new(""),
-        keyring,
-        sources: c
-            .sources
-            .iter()
-            .zip(build_routers(c))
-            .map(|(s, router)| SourcePlan {
-                name: s.name.clone(),
-                encryption: s.encryption,
-                router,
-                batch_records: s.batch_records as usize,
-            })
-            .collect(),
-        tables,
-        event_time_late_max_us: c.partitioning.event_time_late_max_s as i64 * 1_000_000,
-        event_time_future_max_us: c.partitioning.event_time_future_max_s as i64 * 1_000_000,
-        seal: SealPolicy {
-            bytes_max: c.buffer.flush_bytes_max,
-            records_max: c.buffer.flush_records_max,
-            interval_ns: ms(c.buffer.flush_interval_ms),
-        },
-        raw_enabled: true,
-        raw_segment_bytes_max: c.raw.segment_bytes_max,
-        raw_interval_ns: ms(c.raw.segment_interval_ms),
-        quarantine_zstd_level: 3,
-        quarantine_file_bytes_max: c.quarantine.file_bytes_max,
-        quarantine_interval_ns: ms(c.quarantine.interval_ms),
-        audit_interval_ns: ms(c.audit.interval_ms),
-        audit_props: crate::load::parquet::writer_properties(&c.parquet, "_audit", 1),
-        latency_sample_every: 1,
-        checkpoints_enabled: true,
-    })
+    let mut plan = crate::engine::plan_for_test(c).unwrap();
+    plan.latency_sample_every = 1;
+    Arc::new(plan)
 }
 
 struct Harness {

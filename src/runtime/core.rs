@@ -121,9 +121,18 @@ impl Ctx {
         }
     }
 
+    /// Account time a task spent waiting for downstream (the encoder or the store).
+    fn waited_since(&self, t0: u64) {
+        let ns = self.shared.clock.monotonic_ns() - t0;
+        self.pipe.borrow_mut().counters.backpressure_ns += ns;
+    }
+
     async fn submit(&self, job: impl FnOnce(usize, u64) -> Job, item: InFlight) {
+        let t0 = self.shared.clock.monotonic_ns();
+        let mut waited = false;
         while self.outbox.borrow().in_flight.len() >= IN_FLIGHT_JOBS_MAX {
             self.poll_acks();
+            waited = true;
             glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
         }
         let (mut job, token) = {
@@ -136,9 +145,15 @@ impl Ctx {
         loop {
             let sent = self.outbox.borrow().jobs.try_send(job);
             match sent {
-                Ok(()) => return,
+                Ok(()) => {
+                    if waited {
+                        self.waited_since(t0);
+                    }
+                    return;
+                }
                 Err(TrySendError::Full(j)) => {
                     job = j;
+                    waited = true;
                     self.poll_acks();
                     glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
                 }
@@ -185,7 +200,13 @@ impl Ctx {
             match o {
                 Output::Etl { sealed: s, key } => {
                     let tx = sealed.expect("ETL output after the encoder finished");
-                    if tx.send((s, key)).await.is_err() {
+                    let t0 = self.shared.clock.monotonic_ns();
+                    let full = tx.is_full();
+                    let sent = tx.send((s, key)).await;
+                    if full {
+                        self.waited_since(t0);
+                    }
+                    if sent.is_err() {
                         self.fail("the encoder task has stopped".into(), true);
                     }
                 }
@@ -262,26 +283,35 @@ async fn partition_task(ctx: Ctx, slot: usize, assigned: Assigned, sealed: Rc<Lo
 async fn encoder_task(ctx: Ctx, rx: local_channel::LocalReceiver<(Sealed, String)>) {
     let clock = ctx.shared.clock.clone();
     while let Some((sealed, key)) = rx.recv().await {
-        let t0 = clock.monotonic_ns();
         let table = &ctx.shared.plan.tables[sealed.key.table as usize];
+        // Busy time only: the time other tasks run while this one yields is not encoding.
+        let mut busy_ns = 0;
         let encoded = (async {
-            let mut enc = ParquetEncoder::try_new(table.arrow_schema.clone(), table.writer_props.clone())?;
+            let t = clock.monotonic_ns();
+            let props = crate::load::parquet::props_for_batch(&table.writer_props, &sealed.batch);
+            let mut enc = ParquetEncoder::try_new(table.arrow_schema.clone(), props)?;
+            busy_ns += clock.monotonic_ns() - t;
             let rows = sealed.batch.num_rows();
             let mut off = 0;
             while off < rows {
+                let t = clock.monotonic_ns();
                 let n = ENCODE_CHUNK_ROWS.min(rows - off);
                 enc.write(&sealed.batch.slice(off, n))?;
                 off += n;
+                busy_ns += clock.monotonic_ns() - t;
                 glommio::executor().yield_if_needed().await;
             }
-            enc.finish()
+            let t = clock.monotonic_ns();
+            let bytes = enc.finish();
+            busy_ns += clock.monotonic_ns() - t;
+            bytes
         })
         .await;
         match encoded {
             Ok(bytes) => {
                 let file = {
                     let mut pipe = ctx.pipe.borrow_mut();
-                    pipe.hist.record(StageId::Encode, clock.monotonic_ns() - t0);
+                    pipe.hist.record(StageId::Encode, busy_ns);
                     pipe.etl_file(sealed, key, bytes)
                 };
                 ctx.submit_file(file).await;

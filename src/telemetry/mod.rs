@@ -122,6 +122,8 @@ pub struct Counters {
     pub rejected_by_rule: [u64; Rule::ALL.len()],
     /// Source errors (a partition that stopped on an I/O error).
     pub source_errors: u64,
+    /// Time tasks waited for downstream (a full encoder queue, the store's in-flight bound).
+    pub backpressure_ns: u64,
 }
 
 impl Counters {
@@ -140,6 +142,7 @@ impl Counters {
             *a += b;
         }
         self.source_errors += o.source_errors;
+        self.backpressure_ns += o.backpressure_ns;
     }
 }
 

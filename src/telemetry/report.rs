@@ -29,7 +29,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -66,6 +66,18 @@ fn micros(ns: u64) -> String {
 impl RunReport {
     pub fn records_per_s(&self) -> f64 {
         self.counters.records_in as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Estimated total seconds spent in a stage: mean × samples, scaled up by the sampling
+    /// rate for per-record stages. `write` runs on the edge thread, not on a core.
+    pub fn stage_seconds(&self, st: StageId) -> f64 {
+        let h = self.hist.get(st);
+        let scale = if st.unit() == "record" {
+            self.latency_sample_every as f64
+        } else {
+            1.0
+        };
+        h.mean() * h.len() as f64 * scale / 1e9
     }
 
     pub fn success(&self) -> bool {
@@ -109,6 +121,10 @@ impl RunReport {
             self.elapsed.as_secs_f64(),
             thousands(self.records_per_s() as u64)
         ));
+        s.push_str(&format!(
+            "  waiting     {:.2} s of task time blocked on downstream (encoder queue, store in-flight bound)\n",
+            c.backpressure_ns as f64 / 1e9
+        ));
         let rejected: Vec<String> = Rule::ALL
             .iter()
             .filter(|r| c.rejected_by_rule[r.index()] > 0)
@@ -118,8 +134,8 @@ impl RunReport {
             s.push_str(&format!("  quarantine  {}\n", rejected.join(", ")));
         }
         s.push_str(&format!(
-            "  latency µs  {:<10} {:>9} {:>9} {:>9} {:>11}   (per-record stages: 1 in {} records sampled)\n",
-            "stage", "p50", "p99", "max", "samples", self.latency_sample_every
+            "  latency µs  {:<10} {:>9} {:>9} {:>9} {:>9} {:>11} {:>8}\n",
+            "stage", "p50", "p99", "max", "mean", "samples", "core-s"
         ));
         for st in StageId::ALL {
             let h = self.hist.get(st);
@@ -127,15 +143,21 @@ impl RunReport {
                 continue;
             }
             s.push_str(&format!(
-                "              {:<10} {:>9} {:>9} {:>9} {:>11}   per {}\n",
+                "              {:<10} {:>9} {:>9} {:>9} {:>9} {:>11} {:>8.2}   per {}\n",
                 st.as_str(),
                 micros(h.value_at_quantile(0.5)),
                 micros(h.value_at_quantile(0.99)),
                 micros(h.max()),
+                micros(h.mean() as u64),
                 thousands(h.len()),
+                self.stage_seconds(st),
                 st.unit()
             ));
         }
+        s.push_str(&format!(
+            "              (per-record stages time 1 in {} records; core-s estimates a stage's total CPU time)\n",
+            self.latency_sample_every
+        ));
         for e in &self.errors {
             s.push_str(&format!("  error       {e}\n"));
         }

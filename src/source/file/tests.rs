@@ -10,14 +10,11 @@ fn cfg(paths: Vec<PathBuf>, split_bytes: u64) -> FileConfig {
     }
 }
 
-/// Read a partition to its end: (payload, position, reject rule) per record, and the last
-/// `next_position`.
-fn read_all(
-    src: &FileSource,
-    p: &PartitionInfo,
-    resume: Option<u64>,
-    per_fetch: usize,
-) -> (Vec<(Vec<u8>, u64, Option<Rule>)>, u64) {
+/// One record read back: payload, position, reject rule.
+type Read = (Vec<u8>, u64, Option<Rule>);
+
+/// Read a partition to its end: every record, and the last `next_position`.
+fn read_all(src: &FileSource, p: &PartitionInfo, resume: Option<u64>, per_fetch: usize) -> (Vec<Read>, u64) {
     let mut r = src.open(p, resume).unwrap();
     let mut batch = FetchBatch::default();
     let mut out = Vec::new();

@@ -324,7 +324,8 @@ pub fn write_event(rng: &mut Rng, kind: Option<BadKind>, start_us: i64, spread_s
     // Free text brings the event to a length drawn from 500–900 bytes.
     let target = 500 + rng.below(401) as usize - 3;
     while s.len() + 11 < target {
-        s.push_str(*rng.pick(&WORDS));
+        let word: &&str = rng.pick(&WORDS);
+        s.push_str(word);
         s.push(' ');
     }
     while s.len() < target {
