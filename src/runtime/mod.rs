@@ -70,8 +70,10 @@ pub enum Memlock {
     Fail(String),
 }
 
-/// Decide on the memlock limit. Pure, so every branch is tested.
-pub fn decide_memlock(soft: u64, hard: u64, needed: u64, cap_ipc_lock: bool) -> Memlock {
+/// Decide on the memlock limit for `cores` executors registering `io_memory` bytes each.
+/// Pure, so every branch is tested.
+pub fn decide_memlock(soft: u64, hard: u64, cores: usize, io_memory: u64, cap_ipc_lock: bool) -> Memlock {
+    let needed = memlock_needed(cores, io_memory);
     if cap_ipc_lock || soft >= needed {
         return Memlock::Enough;
     }
@@ -86,12 +88,12 @@ pub fn decide_memlock(soft: u64, hard: u64, needed: u64, cap_ipc_lock: bool) -> 
         }
     };
     Memlock::Fail(format!(
-        "locked-memory limit too low: io_uring needs {} for {} of registered memory per core, \
-         but RLIMIT_MEMLOCK is {} (hard {}). Raise it (`ulimit -l {}` as root, LimitMEMLOCK= in the \
-         systemd unit, or memlock in /etc/security/limits.conf), run with CAP_IPC_LOCK, or lower \
-         runtime.io_memory_bytes",
+        "locked-memory limit too low: io_uring needs {} ({cores} core(s) × 3 × runtime.io_memory_bytes \
+         {}), but RLIMIT_MEMLOCK is {} (hard {}). Raise it (`ulimit -l {}` as root, LimitMEMLOCK= in \
+         the systemd unit, or memlock in /etc/security/limits.conf), run with CAP_IPC_LOCK, or lower \
+         runtime.io_memory_bytes or runtime.cores",
         kib(needed),
-        kib(needed / 3),
+        kib(io_memory),
         kib(soft),
         kib(hard),
         needed.div_ceil(1024),
@@ -128,12 +130,7 @@ pub fn ensure_memlock(cores: usize, io_memory: u64) -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
-    match decide_memlock(
-        lim.rlim_cur,
-        lim.rlim_max,
-        memlock_needed(cores, io_memory),
-        has_cap_ipc_lock(),
-    ) {
+    match decide_memlock(lim.rlim_cur, lim.rlim_max, cores, io_memory, has_cap_ipc_lock()) {
         Memlock::Enough => Ok(()),
         Memlock::Raise(to) => {
             let new = libc::rlimit {
@@ -180,12 +177,16 @@ mod tests {
     #[test]
     fn memlock_decisions() {
         let mib = 1 << 20;
-        assert_eq!(decide_memlock(8 * mib, 8 * mib, 6 * mib, false), Memlock::Enough);
-        assert_eq!(decide_memlock(0, 0, 6 * mib, true), Memlock::Enough);
-        assert_eq!(decide_memlock(mib, u64::MAX, 6 * mib, false), Memlock::Raise(6 * mib));
-        let Memlock::Fail(m) = decide_memlock(mib, 2 * mib, 6 * mib, false) else {
+        assert_eq!(decide_memlock(8 * mib, 8 * mib, 2, mib, false), Memlock::Enough);
+        assert_eq!(decide_memlock(0, 0, 2, mib, true), Memlock::Enough);
+        assert_eq!(decide_memlock(mib, u64::MAX, 2, mib, false), Memlock::Raise(6 * mib));
+        let Memlock::Fail(m) = decide_memlock(mib, 2 * mib, 2, mib, false) else {
             panic!("must fail")
         };
+        assert!(
+            m.contains("needs 6144 KiB (2 core(s) × 3 × runtime.io_memory_bytes 1024 KiB)"),
+            "{m}"
+        );
         assert!(m.contains("RLIMIT_MEMLOCK is 1024 KiB (hard 2048 KiB)"), "{m}");
         assert!(m.contains("ulimit -l 6144"), "{m}");
         assert!(m.contains("runtime.io_memory_bytes"), "{m}");

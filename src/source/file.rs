@@ -182,11 +182,8 @@ impl Source for FileSource {
             .iter()
             .enumerate()
             .map(|(i, s)| PartitionInfo {
-                id: if s.end == u64::MAX && s.start == 0 {
-                    s.path.display().to_string()
-                } else {
-                    format!("{}#{}", s.path.display(), s.start)
-                },
+                // Always `path#start`: the id must not change when a growing file gains splits.
+                id: format!("{}#{}", s.path.display(), s.start),
                 ordinal: i as u64,
             })
             .collect())

@@ -114,7 +114,7 @@ fn framed_files_and_corrupt_tails() {
     std::fs::write(&path, &data).unwrap();
     let src = FileSource::try_new("f", &cfg(vec![path.clone()], 1 << 30)).unwrap();
     let p = &src.partitions().unwrap()[0];
-    assert_eq!(p.id, path.display().to_string());
+    assert_eq!(p.id, format!("{}#0", path.display()));
     let (recs, next) = read_all(&src, p, None, 3);
     assert_eq!(recs.len(), 11);
     assert_eq!(recs[9], (vec![9; 5], 4 + 9 * 9, None));
@@ -166,7 +166,7 @@ fn directories_are_walked_in_order_skipping_hidden_files() {
                 .to_string()
         })
         .collect();
-    assert_eq!(rel, ["a.ndjson", "b/c/d.ndjson"]);
+    assert_eq!(rel, ["a.ndjson#0", "b/c/d.ndjson#0"]);
     let e = FileSource::try_new("f", &cfg(vec![dir.path().join("missing")], 1 << 30)).unwrap_err();
     assert!(e.message.starts_with("cannot list"), "{e}");
 }

@@ -1,0 +1,256 @@
+//! The real `sluicegate` binary: the embedded default, validate, the input tools, Ctrl-C drain,
+//! and the start-up error when the kernel refuses locked memory.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn the_embedded_default_runs_and_prints_one_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let (code, out, err) = run(&["run", "--records", "3000", "--lake", lake.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for line in [
+        "records     in 3,000",
+        "files       etl",
+        "records/s",
+        "latency µs",
+        "decrypt",
+        "encode",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    let etl = etl_rows(&lake);
+    let quarantined = quarantine_lines(&lake).len();
+    assert_eq!(etl + quarantined, 3000);
+    assert!(
+        out.contains(&format!("etl {}", sluicegate::telemetry::report::thousands(etl as u64))),
+        "{out}"
+    );
+    assert!(quarantined > 0, "the embedded default mixes in 1% bad records");
+}
+
+#[test]
+fn validate_reports_the_key_path_rule_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/embedded-default.toml");
+    let (code, out, _) = run(&["validate", "--config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("valid") && out.contains("table events: 29 input columns, 33 output columns"),
+        "{out}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&good).unwrap() + "\n[buffer]\nflush_bytes_max = 12\n";
+    std::fs::write(&bad, text).unwrap();
+    let (code, _, err) = run(&["validate", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("buffer.flush_bytes_max: must be at least 1 MiB, got 12"),
+        "{err}"
+    );
+
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[lake]\ndirr = \"x\"\n").unwrap();
+    let (code, _, err) = run(&["run", "--config", typo.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("lake.dirr: unknown field `dirr`"), "{err}");
+}
+
+#[test]
+fn keygen_and_encrypt_make_input_that_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    let (code, _, err) = run(&["keygen", "--keys", keys.to_str().unwrap(), "--id", "k-old"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = run(&["keygen", "--keys", keys.to_str().unwrap(), "--id", "k-new"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = run(&["keygen", "--keys", keys.to_str().unwrap(), "--id", "k-new"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already in"), "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let plain = dir.path().join("in.ndjson");
+    let (code, _, err) = run(&[
+        "generate",
+        "--ndjson",
+        "--records",
+        "2000",
+        "--output",
+        plain.to_str().unwrap(),
+        "--bad-ratio",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let sealed = dir.path().join("in.sgf");
+    let (code, out, err) = run(&[
+        "encrypt",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--key-id",
+        "k-new",
+        "--input",
+        plain.to_str().unwrap(),
+        "--output",
+        sealed.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("encrypted 2000 records"), "{out}");
+
+    let lake = dir.path().join("lake");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[lake]
+dir = "{}"
+[keys]
+file = "{}"
+[[sources]]
+name = "sealed"
+table = "events"
+[sources.file]
+paths = ["{}"]
+[[tables]]
+name = "events"
+schema = "builtin:events"
+event_time = "ts"
+"#,
+            lake.display(),
+            keys.display(),
+            sealed.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(etl_rows(&lake), 2000, "{out}");
+    // The RAW zone keeps the envelopes exactly as they came: the encrypted file's payloads.
+    assert_eq!(audit_sum(&lake, "fetch", "records_in"), 2000);
+}
+
+#[test]
+fn ctrl_c_drains_everything_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[lake]
+dir = "{}"
+[keys]
+demo = true
+[[sources]]
+name = "generator"
+table = "events"
+[sources.generator]
+partitions = 4
+records = 0
+duration_ms = 600000
+rate_per_s = 20000
+[[tables]]
+name = "events"
+schema = "builtin:events"
+event_time = "ts"
+[audit]
+interval_ms = 100
+"#,
+            lake.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Records are flowing once the first fetch rows are durable.
+    wait_for("the first audit flush", Duration::from_secs(60), || {
+        !files(&lake.join("audit/kind=fetch"), ".parquet").is_empty()
+    });
+    // SAFETY: kill(2) on our own child's pid with a valid signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not drain within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("drained (interrupted)"), "{stdout}");
+
+    // Everything fetched before the interrupt is in the lake, and the audit says so.
+    let fetched = audit_sum(&lake, "fetch", "records_in");
+    assert!(fetched > 0);
+    let landed = etl_rows(&lake) + quarantine_lines(&lake).len();
+    assert_eq!(landed as i64, fetched, "every fetched record was sealed and written");
+    assert_eq!(
+        audit_sum(&lake, "file", "records") - fetched,
+        audit_sum(&lake, "fetch", "records_in"),
+        "raw + etl + quarantine = 2 × fetched"
+    );
+    assert!(hidden_files(&lake).is_empty());
+}
+
+#[test]
+fn too_little_locked_memory_fails_at_start_saying_what_to_change() {
+    // Only root can drop to another user and cap the limit; CI runs as root.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run the binary as an unprivileged user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let lake = dir.path().join("lake");
+    let out = Command::new("prlimit")
+        .args([
+            "--memlock=1024:1024",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(bin())
+        .args(["run", "--records", "10", "--lake", lake.to_str().unwrap()])
+        .output()
+        .expect("prlimit and setpriv (util-linux) are installed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("locked-memory limit too low"), "{err}");
+    assert!(err.contains("RLIMIT_MEMLOCK is 1 KiB"), "{err}");
+    assert!(err.contains("ulimit -l"), "{err}");
+    assert!(!lake.join("etl").exists(), "nothing ran");
+}

@@ -1,0 +1,162 @@
+//! Shared helpers for the integration tests: reading a lake back with the `parquet` crate,
+//! regenerating what the generator sent, and running the real binary.
+#![allow(dead_code)]
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sluicegate::config::Config;
+use sluicegate::extract::keyring::Keyring;
+use sluicegate::source::generator::event::Expected;
+use sluicegate::source::generator::GeneratorSource;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Every file under `dir` (recursively) whose name ends with `suffix`, skipping hidden files.
+pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !name.starts_with('.') && name.ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Hidden files left anywhere under `dir` (temporary files that never became objects).
+pub fn hidden_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with('.') {
+                out.push(p.clone());
+            }
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let f = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .build()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+/// A column of a batch by name.
+pub fn col<'a>(b: &'a RecordBatch, name: &str) -> &'a dyn Array {
+    b.column(b.schema().index_of(name).unwrap_or_else(|_| panic!("no column {name}")))
+        .as_ref()
+}
+
+pub fn str_at(b: &RecordBatch, name: &str, i: usize) -> Option<String> {
+    let c = col(b, name).as_string::<i32>();
+    c.is_valid(i).then(|| c.value(i).to_string())
+}
+
+pub fn i64_at(b: &RecordBatch, name: &str, i: usize) -> Option<i64> {
+    let a = col(b, name);
+    if !a.is_valid(i) {
+        return None;
+    }
+    Some(match a.data_type() {
+        arrow_schema::DataType::Timestamp(..) => a
+            .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+            .value(i),
+        arrow_schema::DataType::UInt32 => a.as_primitive::<arrow_array::types::UInt32Type>().value(i) as i64,
+        _ => a.as_primitive::<Int64Type>().value(i),
+    })
+}
+
+pub fn f64_at(b: &RecordBatch, name: &str, i: usize) -> Option<f64> {
+    let a = col(b, name).as_primitive::<arrow_array::types::Float64Type>();
+    a.is_valid(i).then(|| a.value(i))
+}
+
+/// Sum of an integer column over all audit files of a kind.
+pub fn audit_sum(lake: &Path, kind: &str, column: &str) -> i64 {
+    files(&lake.join(format!("audit/kind={kind}")), ".parquet")
+        .iter()
+        .flat_map(|f| read_parquet(f))
+        .map(|b| (0..b.num_rows()).filter_map(|i| i64_at(&b, column, i)).sum::<i64>())
+        .sum()
+}
+
+/// Every quarantine line of the lake.
+pub fn quarantine_lines(lake: &Path) -> Vec<serde_json::Value> {
+    files(&lake.join("quarantine"), ".ndjson.zst")
+        .iter()
+        .flat_map(|f| {
+            let text = String::from_utf8(zstd::decode_all(std::fs::File::open(f).unwrap()).unwrap()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Number of ETL rows in the lake.
+pub fn etl_rows(lake: &Path) -> usize {
+    files(&lake.join("etl"), ".parquet")
+        .iter()
+        .flat_map(|f| read_parquet(f))
+        .map(|b| b.num_rows())
+        .sum()
+}
+
+/// What the generator of `cfg`'s first source sent: (partition, seq) → (payload, plaintext, expected).
+pub type Sent = HashMap<(u64, u64), (Vec<u8>, Vec<u8>, Expected)>;
+
+pub fn regenerate(cfg: &Config, range: impl Fn(u64) -> std::ops::Range<u64>) -> Sent {
+    let mut k = Keyring::default();
+    k.insert_demo().unwrap();
+    let s = &cfg.sources[0];
+    let g = GeneratorSource::try_new(&s.name, s.generator.as_ref().unwrap(), s.encryption, Arc::new(k), 0).unwrap();
+    let mut out = HashMap::new();
+    for p in 0..s.generator.as_ref().unwrap().partitions as u64 {
+        for seq in range(p) {
+            out.insert((p, seq), g.record(p, seq));
+        }
+    }
+    out
+}
+
+pub fn generator_source(cfg: &Config) -> GeneratorSource {
+    let mut k = Keyring::default();
+    k.insert_demo().unwrap();
+    let s = &cfg.sources[0];
+    GeneratorSource::try_new(&s.name, s.generator.as_ref().unwrap(), s.encryption, Arc::new(k), 0).unwrap()
+}
+
+/// The `sluicegate` binary built with the tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sluicegate")
+}
+
+/// Wait (polling) for `cond`, up to `timeout`; panics with `what` if it never holds.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
