@@ -29,8 +29,9 @@ impl LocalDirStore {
             message: e.to_string(),
             retryable: false,
         })?;
+        let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
         Ok(LocalDirStore {
-            root: root.to_path_buf(),
+            root,
             fsync,
             tmp_seq: AtomicU64::new(0),
         })

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End-to-end throughput of the release binary on this machine, each figure the median of
+# RUNS runs, with baselines in the same invocation:
+#   embedded      the embedded default: generator (1% bad) on the cores → local lake
+#   file          a pre-generated envelope file (1,000,000 records, 1% bad) → local lake
+#   file-no-raw   the same file with the RAW backup off (baseline: what RAW costs)
+#   file-no-fsync the same file with lake.fsync = false (baseline: what durability costs)
+# Usage: benches/e2e.sh [RUNS] (default 3). Writes under $WORK (default /tmp/sluicegate-bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${1:-3}"
+WORK="${WORK:-/tmp/sluicegate-bench}"
+BIN=target/release/sluicegate
+cargo build --release --quiet
+mkdir -p "$WORK"
+INPUT="$WORK/events.sgf"
+[ -f "$INPUT" ] || "$BIN" generate --output "$INPUT" --records 1000000 --seed 42 --bad-ratio 0.01 \
+    --start-time 2026-11-26T10:00:00Z
+
+config() { # $1 = extra TOML
+    cat <<TOML
+[lake]
+dir = "$WORK/lake"
+[keys]
+demo = true
+[[sources]]
+name = "events-file"
+table = "events"
+[sources.file]
+paths = ["$INPUT"]
+[[tables]]
+name = "events"
+schema = "builtin:events"
+event_time = "ts"
+transforms = [{ op = "ingest_metadata" }]
+[partitioning]
+event_time_late_max_s = 315360000
+$1
+TOML
+}
+config "" > "$WORK/file.toml"
+config $'[raw]\nenabled = false' > "$WORK/file-no-raw.toml"
+{ config ""; } | sed 's/^\[lake\]$/[lake]\nfsync = false/' > "$WORK/file-no-fsync.toml"
+
+rate() { grep -o '[0-9,]* records/s' | tr -d ', records/s'; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A results
+for i in $(seq "$RUNS"); do
+    rm -rf "$WORK/lake"
+    results[embedded]+="$("$BIN" run --no-progress --lake "$WORK/lake" | rate) "
+    for v in file file-no-raw file-no-fsync; do
+        rm -rf "$WORK/lake"
+        results[$v]+="$("$BIN" run --no-progress --config "$WORK/$v.toml" | rate) "
+    done
+done
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
+for v in embedded file file-no-raw file-no-fsync; do
+    printf '%-14s median %8s records/s   runs: %s\n' "$v" "$(tr ' ' '\n' <<<"${results[$v]}" | grep . | median)" "${results[$v]}"
+done
