@@ -22,6 +22,7 @@ pub mod engine;
 pub mod extract;
 pub mod load;
 pub mod pipeline;
+pub mod rng;
 pub mod runtime;
 pub mod source;
 pub mod store;

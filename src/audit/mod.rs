@@ -10,7 +10,6 @@
 //! checksum S3 can verify — and the position ranges it covers); a fetch row when its batch
 //! has been processed. A core flushes its rows every `audit.interval_ms` and on drain.
 
-use crate::extract::timestamp::MICROS_PER_SECOND;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::sync::{Arc, OnceLock};
@@ -192,10 +191,6 @@ impl AuditLog {
         self.oldest_ns.is_some_and(|t| now_ns.saturating_sub(t) >= interval_ns)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty() && self.fetches.is_empty()
-    }
-
     /// Take the rows as batches: `(kind, batch)` for each non-empty kind.
     pub fn take(&mut self) -> Vec<(&'static str, RecordBatch, u64)> {
         self.oldest_ns = None;
@@ -215,9 +210,4 @@ impl AuditLog {
 /// CRC32C as the audit trail spells it.
 pub fn crc32c_hex(bytes: &[u8]) -> String {
     format!("{:08x}", crc32c::crc32c(bytes))
-}
-
-/// Seconds, for messages.
-pub fn seconds(us: i64) -> f64 {
-    us as f64 / MICROS_PER_SECOND as f64
 }

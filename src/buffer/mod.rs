@@ -5,7 +5,7 @@
 //! builders, so sealing is `finish()` and the encoder gets a `RecordBatch` without another pass.
 //!
 //! This is the in-memory implementation behind a small interface — [`BufferSet::append`],
-//! [`BufferSet::take_aged`], [`BufferSet::take_all`] and [`Sealed`] — which the spilling rkyv
+//! [`BufferSet::take`] and [`Sealed`] — which the spilling rkyv
 //! ring replaces in the next step without touching the stages around it.
 //!
 //! Invariants:
@@ -41,6 +41,35 @@ pub struct SealPolicy {
     pub bytes_max: u64,
     pub records_max: u64,
     pub interval_ns: u64,
+}
+
+/// Which open outputs to seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Those opened at least their interval before this monotonic time.
+    Aged(u64),
+    /// All of them (drain).
+    All,
+}
+
+/// Keys of the open outputs in `map` that are due, sorted, so sealing order (and with it file
+/// names) is deterministic. Shared by every rolling writer: buffers, RAW and quarantine.
+pub fn due_keys<K: Copy + Ord, V>(
+    map: &HashMap<K, V>,
+    opened_ns: impl Fn(&V) -> u64,
+    due: Due,
+    interval_ns: u64,
+) -> Vec<K> {
+    let mut keys: Vec<K> = map
+        .iter()
+        .filter(|(_, v)| match due {
+            Due::All => true,
+            Due::Aged(now) => now.saturating_sub(opened_ns(v)) >= interval_ns,
+        })
+        .map(|(k, _)| *k)
+        .collect();
+    keys.sort();
+    keys
 }
 
 /// A sealed buffer, ready to encode.
@@ -258,24 +287,13 @@ impl BufferSet {
         }
     }
 
-    /// Seal every buffer whose first record is at least `interval` old.
-    pub fn take_aged(&mut self, now_ns: u64) -> Vec<Sealed> {
-        let interval = self.policy.interval_ns;
-        let mut due: Vec<PartitionKey> = self
-            .open
-            .iter()
-            .filter(|(_, o)| now_ns.saturating_sub(o.opened_ns) >= interval)
-            .map(|(k, _)| *k)
-            .collect();
-        due.sort();
-        due.into_iter().map(|k| self.seal(k)).collect()
-    }
-
-    /// Seal everything (drain).
-    pub fn take_all(&mut self) -> Vec<Sealed> {
-        let mut keys: Vec<PartitionKey> = self.open.keys().copied().collect();
-        keys.sort();
-        keys.into_iter().map(|k| self.seal(k)).collect()
+    /// Seal the buffers that are due: by age (first record at least `flush_interval` old),
+    /// or all of them on drain.
+    pub fn take(&mut self, due: Due) -> Vec<Sealed> {
+        due_keys(&self.open, |o| o.opened_ns, due, self.policy.interval_ns)
+            .into_iter()
+            .map(|k| self.seal(k))
+            .collect()
     }
 
     fn seal(&mut self, key: PartitionKey) -> Sealed {
@@ -384,11 +402,11 @@ mod tests {
         b.append(key(1), &row(1), &refs(), 50, at(1), 0);
         b.append(key(1), &row(2), &refs(), 10, at(1), 60);
         b.append(key(2), &row(3), &refs(), 0, at(1), 60);
-        assert!(b.take_aged(99).is_empty());
-        let aged = b.take_aged(100);
+        assert!(b.take(Due::Aged(99)).is_empty());
+        let aged = b.take(Due::Aged(100));
         assert_eq!(aged.len(), 1);
         assert_eq!((aged[0].event_time_min_us, aged[0].event_time_max_us), (10, 50));
-        let rest = b.take_all();
+        let rest = b.take(Due::All);
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].key, key(2));
         assert_eq!(b.open_partitions(), 0);

@@ -210,8 +210,8 @@ mod tests {
     #[test]
     fn demo_key_is_stable() {
         // The demo key must never change: RAW zones written with it must stay readable.
-        let b = demo_key_bytes();
-        assert_eq!(b, demo_key_bytes());
+        let hex: String = demo_key_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "fca926d8e1a35b883343e4ee52fb42155d3db7b0a41d9e6cd34c28cc8b01bc0f");
         let mut k = Keyring::default();
         k.insert_demo().unwrap();
         assert!(k.get(b"demo").is_some());

@@ -133,7 +133,7 @@ mod tests {
     }
 
     fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut r = crate::source::generator::event::Rng::new(seed);
+        let mut r = crate::rng::Rng::new(seed);
         (0..n).map(|_| r.next_u64() as u8).collect()
     }
 

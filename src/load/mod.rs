@@ -82,21 +82,44 @@ impl Provenance {
     }
 }
 
-/// A file ready for the store, with its audit facts.
+/// What the audit trail and the position tracker need to know about a file.
 #[derive(Debug)]
-pub struct ReadyFile {
+pub struct FileMeta {
     pub zone: Zone,
     pub key: String,
-    pub bytes: Vec<u8>,
     pub records: u64,
-    /// Source index (`u16::MAX` for audit files, which span sources).
+    /// Source index ([`NO_INDEX`] for audit files, which span sources).
     pub source: u16,
-    /// Table index (`u16::MAX` outside the ETL zone).
+    /// Table index ([`NO_INDEX`] outside the ETL zone).
     pub table: u16,
     pub schema_version: u32,
     pub event_time_min_us: Option<i64>,
     pub event_time_max_us: Option<i64>,
     pub provenance: Provenance,
+}
+
+impl FileMeta {
+    /// A file outside the ETL zone: no table, schema or event times.
+    pub fn untabled(zone: Zone, key: String, records: u64, source: u16, provenance: Provenance) -> FileMeta {
+        FileMeta {
+            zone,
+            key,
+            records,
+            source,
+            table: NO_INDEX,
+            schema_version: 0,
+            event_time_min_us: None,
+            event_time_max_us: None,
+            provenance,
+        }
+    }
+}
+
+/// A file ready for the store.
+#[derive(Debug)]
+pub struct ReadyFile {
+    pub meta: FileMeta,
+    pub bytes: Vec<u8>,
 }
 
 pub const NO_INDEX: u16 = u16::MAX;

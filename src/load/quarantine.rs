@@ -10,6 +10,7 @@
 //! Files seal at `quarantine.file_bytes_max` uncompressed bytes or `quarantine.interval_ms`.
 
 use super::Provenance;
+use crate::buffer::{due_keys, Due};
 use base64::Engine as _;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -119,21 +120,12 @@ impl QuarantineFiles {
         )
     }
 
-    pub fn take_aged(&mut self, now_ns: u64) -> Vec<SealedQuarantine> {
-        let mut due: Vec<_> = self
-            .open
-            .iter()
-            .filter(|(_, f)| now_ns.saturating_sub(f.opened_ns) >= self.interval_ns)
-            .map(|(k, _)| *k)
-            .collect();
-        due.sort();
-        due.into_iter().map(|k| self.seal(k)).collect()
-    }
-
-    pub fn take_all(&mut self) -> Vec<SealedQuarantine> {
-        let mut keys: Vec<_> = self.open.keys().copied().collect();
-        keys.sort();
-        keys.into_iter().map(|k| self.seal(k)).collect()
+    /// Seal what is due (see [`Due`]).
+    pub fn take(&mut self, due: Due) -> Vec<SealedQuarantine> {
+        due_keys(&self.open, |f| f.opened_ns, due, self.interval_ns)
+            .into_iter()
+            .map(|k| self.seal(k))
+            .collect()
     }
 
     fn seal(&mut self, key: (u16, i64)) -> SealedQuarantine {
@@ -173,7 +165,7 @@ mod tests {
         let mut q = QuarantineFiles::new(3, 1 << 20, u64::MAX);
         assert!(matches!(q.append(0, 10, &line(5), 1, 0, 0), (true, None)));
         assert!(matches!(q.append(0, 10, &line(6), 1, 0, 0), (false, None)));
-        let f = q.take_all().pop().unwrap();
+        let f = q.take(Due::All).pop().unwrap();
         assert_eq!(f.records, 2);
         let text = String::from_utf8(zstd::decode_all(&f.bytes[..]).unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();

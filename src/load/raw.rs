@@ -11,6 +11,7 @@
 
 use super::lz4frame::Lz4FrameWriter;
 use super::Provenance;
+use crate::buffer::{due_keys, Due};
 use crate::source::{framing, FetchBatch};
 use std::collections::HashMap;
 
@@ -53,11 +54,6 @@ impl RawSegments {
         }
     }
 
-    /// Bytes held in open segments (compressed so far).
-    pub fn bytes(&self) -> u64 {
-        self.open.values().map(|s| s.enc.len() as u64).sum()
-    }
-
     /// Append every payload of `batch` (the caller holds the batch once for the segment).
     /// Returns the segment if it is now full.
     pub fn append(
@@ -97,21 +93,12 @@ impl RawSegments {
         (seg.enc.len() as u64 >= self.bytes_max).then(|| self.seal((source, slot)))
     }
 
-    pub fn take_aged(&mut self, now_ns: u64) -> Vec<SealedRaw> {
-        let mut due: Vec<_> = self
-            .open
-            .iter()
-            .filter(|(_, s)| now_ns.saturating_sub(s.opened_ns) >= self.interval_ns)
-            .map(|(k, _)| *k)
-            .collect();
-        due.sort();
-        due.into_iter().map(|k| self.seal(k)).collect()
-    }
-
-    pub fn take_all(&mut self) -> Vec<SealedRaw> {
-        let mut keys: Vec<_> = self.open.keys().copied().collect();
-        keys.sort();
-        keys.into_iter().map(|k| self.seal(k)).collect()
+    /// Seal what is due (see [`Due`]).
+    pub fn take(&mut self, due: Due) -> Vec<SealedRaw> {
+        due_keys(&self.open, |f| f.opened_ns, due, self.interval_ns)
+            .into_iter()
+            .map(|k| self.seal(k))
+            .collect()
     }
 
     fn seal(&mut self, key: (u16, usize)) -> SealedRaw {
@@ -143,7 +130,7 @@ mod tests {
         batch.push(b"", 11, None);
         batch.push(&[0xff; 3000], 12, None);
         assert!(raw.append(0, 2, &batch, 7, 5, 0).is_none());
-        let s = raw.take_all().pop().unwrap();
+        let s = raw.take(Due::All).pop().unwrap();
         assert_eq!((s.first, s.last, s.records, s.hour), (10, 12, 3, 5));
         assert_eq!(s.provenance.batch_ids, vec![7]);
         let mut plain = Vec::new();
@@ -167,8 +154,8 @@ mod tests {
         let mut batch = FetchBatch::default();
         batch.push(b"tiny", 0, None);
         assert!(raw.append(0, 0, &batch, 0, 0, 0).is_none());
-        assert!(raw.take_aged(999).is_empty());
-        assert_eq!(raw.take_aged(1000).len(), 1);
+        assert!(raw.take(Due::Aged(999)).is_empty());
+        assert_eq!(raw.take(Due::Aged(1000)).len(), 1);
         let mut big = FetchBatch::default();
         let noise: Vec<u8> = (0..4096u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)

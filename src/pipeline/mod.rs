@@ -23,7 +23,7 @@ pub mod record;
 pub mod tracker;
 
 use crate::audit::{crc32c_hex, AuditLog, FetchRow, FileRow};
-use crate::buffer::{BufferSet, SealPolicy, Sealed};
+use crate::buffer::{BufferSet, Due, SealPolicy, Sealed};
 use crate::config::Encryption;
 use crate::extract::keyring::Keyring;
 use crate::extract::schema::Schema;
@@ -32,7 +32,7 @@ use crate::extract::Reject;
 use crate::load::layout::{file_name, Layout};
 use crate::load::quarantine::{encode_payload, QuarantineFiles, QuarantineLine};
 use crate::load::raw::RawSegments;
-use crate::load::{Provenance, ReadyFile, Zone, NO_INDEX};
+use crate::load::{FileMeta, Provenance, ReadyFile, Zone, NO_INDEX};
 use crate::runtime::clock::Clock;
 use crate::source::FetchBatch;
 use crate::store::checkpoint::Checkpoint;
@@ -106,36 +106,20 @@ pub enum Output {
 /// A file on its way to the store: what `on_durable` needs once the store confirms it.
 #[derive(Debug)]
 pub struct InFlightFile {
-    pub zone: Zone,
-    pub key: String,
-    pub records: u64,
+    pub meta: FileMeta,
     pub bytes: u64,
     pub crc32c: String,
-    pub source: u16,
-    pub table: u16,
-    pub schema_version: u32,
-    pub event_time_min_us: Option<i64>,
-    pub event_time_max_us: Option<i64>,
-    pub provenance: Provenance,
 }
 
 impl InFlightFile {
     /// Split a ready file into its bytes and its bookkeeping.
     pub fn from_ready(f: ReadyFile) -> (InFlightFile, Vec<u8>) {
-        let meta = InFlightFile {
-            zone: f.zone,
+        let in_flight = InFlightFile {
             crc32c: crc32c_hex(&f.bytes),
             bytes: f.bytes.len() as u64,
-            key: f.key,
-            records: f.records,
-            source: f.source,
-            table: f.table,
-            schema_version: f.schema_version,
-            event_time_min_us: f.event_time_min_us,
-            event_time_max_us: f.event_time_max_us,
-            provenance: f.provenance,
+            meta: f.meta,
         };
-        (meta, f.bytes)
+        (in_flight, f.bytes)
     }
 }
 
@@ -241,15 +225,6 @@ impl Pipeline {
             id: id.to_string(),
         });
         slot
-    }
-
-    pub fn partition(&self, slot: usize) -> &OwnedPartition {
-        &self.partitions[slot]
-    }
-
-    /// Bytes held in memory by open buffers and segments.
-    pub fn buffered_bytes(&self) -> u64 {
-        self.buffers.bytes() + self.raw.bytes()
     }
 
     /// Whether nothing is held for a later file (drain is complete once acks are in too).
@@ -420,16 +395,18 @@ impl Pipeline {
     pub fn etl_file(&self, sealed: Sealed, key: String, bytes: Vec<u8>) -> ReadyFile {
         let table = &self.plan.tables[sealed.key.table as usize];
         ReadyFile {
-            zone: Zone::Etl,
-            key,
+            meta: FileMeta {
+                zone: Zone::Etl,
+                key,
+                records: sealed.batch.num_rows() as u64,
+                source: sealed.key.source,
+                table: sealed.key.table,
+                schema_version: table.schema_version,
+                event_time_min_us: Some(sealed.event_time_min_us),
+                event_time_max_us: Some(sealed.event_time_max_us),
+                provenance: sealed.provenance,
+            },
             bytes,
-            records: sealed.batch.num_rows() as u64,
-            source: sealed.key.source,
-            table: sealed.key.table,
-            schema_version: table.schema_version,
-            event_time_min_us: Some(sealed.event_time_min_us),
-            event_time_max_us: Some(sealed.event_time_max_us),
-            provenance: sealed.provenance,
         }
     }
 
@@ -443,16 +420,8 @@ impl Pipeline {
             &self.plan.run_id,
         );
         ReadyFile {
-            zone: Zone::Raw,
-            key,
+            meta: FileMeta::untabled(Zone::Raw, key, s.records, s.source, s.provenance),
             bytes: s.bytes,
-            records: s.records,
-            source: s.source,
-            table: NO_INDEX,
-            schema_version: 0,
-            event_time_min_us: None,
-            event_time_max_us: None,
-            provenance: s.provenance,
         }
     }
 
@@ -463,34 +432,15 @@ impl Pipeline {
             .layout
             .quarantine(&self.plan.sources[s.source as usize].name, s.hour, &name);
         ReadyFile {
-            zone: Zone::Quarantine,
-            key,
+            meta: FileMeta::untabled(Zone::Quarantine, key, s.records, s.source, s.provenance),
             bytes: s.bytes,
-            records: s.records,
-            source: s.source,
-            table: NO_INDEX,
-            schema_version: 0,
-            event_time_min_us: None,
-            event_time_max_us: None,
-            provenance: s.provenance,
         }
     }
 
     /// Seal whatever is due by age, and flush the audit rows if they are due.
     pub fn tick(&mut self, out: &mut Vec<Output>) {
         let now = self.clock.monotonic_ns();
-        for s in self.buffers.take_aged(now) {
-            let o = self.etl_output(s);
-            out.push(o);
-        }
-        for s in self.raw.take_aged(now) {
-            let f = self.raw_file(s);
-            out.push(Output::File(f));
-        }
-        for s in self.quarantine.take_aged(now) {
-            let f = self.quarantine_file(s);
-            out.push(Output::File(f));
-        }
+        self.seal(Due::Aged(now), out);
         if self.audit.is_due(now, self.plan.audit_interval_ns) {
             self.flush_audit(out);
         }
@@ -498,15 +448,19 @@ impl Pipeline {
 
     /// Seal everything (drain). Audit is flushed separately, once every file is durable.
     pub fn seal_all(&mut self, out: &mut Vec<Output>) {
-        for s in self.buffers.take_all() {
+        self.seal(Due::All, out);
+    }
+
+    fn seal(&mut self, due: Due, out: &mut Vec<Output>) {
+        for s in self.buffers.take(due) {
             let o = self.etl_output(s);
             out.push(o);
         }
-        for s in self.raw.take_all() {
+        for s in self.raw.take(due) {
             let f = self.raw_file(s);
             out.push(Output::File(f));
         }
-        for s in self.quarantine.take_all() {
+        for s in self.quarantine.take(due) {
             let f = self.quarantine_file(s);
             out.push(Output::File(f));
         }
@@ -520,17 +474,10 @@ impl Pipeline {
             let name = self.next_file();
             let bytes = crate::load::parquet::encode(&batch, self.plan.audit_props.clone())
                 .expect("audit batches always encode");
+            let key = self.plan.layout.audit(kind, now_us, &name);
             out.push(Output::File(ReadyFile {
-                zone: Zone::Audit,
-                key: self.plan.layout.audit(kind, now_us, &name),
+                meta: FileMeta::untabled(Zone::Audit, key, rows, NO_INDEX, Provenance::default()),
                 bytes,
-                records: rows,
-                source: NO_INDEX,
-                table: NO_INDEX,
-                schema_version: 0,
-                event_time_min_us: None,
-                event_time_max_us: None,
-                provenance: Provenance::default(),
             }));
         }
         let changed = self.tracker.take_changed();
@@ -550,15 +497,12 @@ impl Pipeline {
         }
     }
 
-    pub fn audit_pending(&self) -> bool {
-        !self.audit.is_empty()
-    }
-
     /// The store confirmed a file: account for it, add its audit row, release its batches.
-    pub fn on_durable(&mut self, f: InFlightFile) {
+    pub fn on_durable(&mut self, done: InFlightFile) {
+        let f = done.meta;
         let zone = f.zone as usize;
         self.counters.files[zone] += 1;
-        self.counters.file_bytes[zone] += f.bytes;
+        self.counters.file_bytes[zone] += done.bytes;
         if f.zone == Zone::Audit {
             return;
         }
@@ -572,8 +516,8 @@ impl Pipeline {
             source: plan.sources.get(f.source as usize).map(|s| s.name.clone()),
             table: plan.tables.get(f.table as usize).map(|t| t.name.clone()),
             records: f.records as i64,
-            bytes: f.bytes as i64,
-            crc32c: f.crc32c,
+            bytes: done.bytes as i64,
+            crc32c: done.crc32c,
             schema_version: (f.zone == Zone::Etl).then_some(f.schema_version as i64),
             event_time_min_us: f.event_time_min_us,
             event_time_max_us: f.event_time_max_us,

@@ -100,7 +100,7 @@ struct Line {
 fn quarantine_lines(out: &[Output]) -> Vec<String> {
     out.iter()
         .filter_map(|o| match o {
-            Output::File(f) if f.zone == Zone::Quarantine => Some(f),
+            Output::File(f) if f.meta.zone == Zone::Quarantine => Some(f),
             _ => None,
         })
         .flat_map(|f| {
@@ -202,7 +202,7 @@ fn checkpoints_follow_durability_and_come_after_the_audit() {
     assert!(flushed.iter().all(|o| !matches!(o, Output::Checkpoint(_))));
     assert!(flushed
         .iter()
-        .any(|o| matches!(o, Output::File(f) if f.zone == Zone::Audit)));
+        .any(|o| matches!(o, Output::File(f) if f.meta.zone == Zone::Audit)));
 
     // Make every file durable except partition 1's RAW segment (ETL and quarantine files
     // mix the partitions of a source; RAW segments are per partition).
@@ -213,7 +213,7 @@ fn checkpoints_follow_durability_and_come_after_the_audit() {
             Output::File(f) => f,
             Output::Checkpoint(_) => unreachable!(),
         };
-        if f.zone == Zone::Raw && f.provenance.ranges[0].0 == 1 {
+        if f.meta.zone == Zone::Raw && f.meta.provenance.ranges[0].0 == 1 {
             held_back = Some(f);
         } else {
             h.pipe.on_durable(InFlightFile::from_ready(f).0);
@@ -279,7 +279,7 @@ fn routes_drop_and_quarantine_and_the_fetch_row_counts_them() {
     let audit = out
         .iter()
         .find_map(|o| match o {
-            Output::File(f) if f.zone == Zone::Audit && f.key.contains("kind=fetch") => Some(f),
+            Output::File(f) if f.meta.zone == Zone::Audit && f.meta.key.contains("kind=fetch") => Some(f),
             _ => None,
         })
         .unwrap();

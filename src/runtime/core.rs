@@ -167,8 +167,8 @@ impl Ctx {
     }
 
     async fn submit_file(&self, file: crate::load::ReadyFile) {
-        let (meta, bytes) = InFlightFile::from_ready(file);
-        let key = meta.key.clone();
+        let (in_flight, bytes) = InFlightFile::from_ready(file);
+        let key = in_flight.meta.key.clone();
         self.submit(
             move |core, token| Job::Put {
                 core,
@@ -176,7 +176,7 @@ impl Ctx {
                 key,
                 bytes,
             },
-            InFlight::File(meta),
+            InFlight::File(in_flight),
         )
         .await;
     }

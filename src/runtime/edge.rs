@@ -69,7 +69,7 @@ impl Edge {
         let handle = std::thread::Builder::new()
             .name("sluicegate-edge".into())
             .spawn(move || {
-                let mut jitter = crate::source::generator::event::Rng::new(std::process::id() as u64);
+                let mut jitter = crate::rng::Rng::new(std::process::id() as u64);
                 while let Ok(job) = rx.recv() {
                     let started = Instant::now();
                     let (core, token, result) = match job {
@@ -116,10 +116,7 @@ impl Edge {
     }
 }
 
-fn retry(
-    jitter: &mut crate::source::generator::event::Rng,
-    mut op: impl FnMut() -> Result<(), (bool, String)>,
-) -> Result<(), String> {
+fn retry(jitter: &mut crate::rng::Rng, mut op: impl FnMut() -> Result<(), (bool, String)>) -> Result<(), String> {
     let mut delay = RETRY_DELAY_FIRST;
     for attempt in 1..=PUT_ATTEMPTS_MAX {
         match op() {

@@ -37,10 +37,6 @@ impl LocalDirStore {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn path(&self, op: &'static str, key: &str) -> Result<PathBuf, StoreError> {
         let bad = key.is_empty()
             || key.starts_with('/')

@@ -135,7 +135,7 @@ fn raw_segments_read_back_and_resume() {
         batch.push(format!("payload-{i}").as_bytes(), i, None);
     }
     raw.append(0, 0, &batch, 0, 0, 0);
-    let seg = raw.take_all().pop().unwrap();
+    let seg = raw.take(crate::buffer::Due::All).pop().unwrap();
     let path = dir.path().join("0-0-99-run.sgf.lz4");
     std::fs::write(&path, &seg.bytes).unwrap();
     let src = FileSource::try_new("replay", &cfg(vec![dir.path().to_path_buf()], 1 << 30)).unwrap();
