@@ -397,6 +397,8 @@ impl Engine {
         for (i, t) in cfg.tables.iter().enumerate() {
             match schema_file(t)? {
                 Some(f) => {
+                    // Compile before registering: a schema that cannot run is never stored.
+                    compile_table(cfg, t, &f, 0, &keyring)?;
                     let v = crate::load::schemas::register(&*self.store, &layout, &t.name, &f)
                         .map_err(|e| EngineError(format!("table {}: registering schema: {e}", t.name)))?;
                     files.push(Some((v, f)));
@@ -412,6 +414,7 @@ impl Engine {
         }
         if !to_infer.is_empty() {
             for (t, f) in infer_schemas(cfg, &sources, &routers, &keyring, &*self.clock, &to_infer)? {
+                compile_table(cfg, &cfg.tables[t], &f, 0, &keyring)?;
                 let name = &cfg.tables[t].name;
                 let v = crate::load::schemas::register(&*self.store, &layout, name, &f).map_err(EngineError)?;
                 files[t] = Some((v, f));

@@ -254,3 +254,32 @@ fn too_little_locked_memory_fails_at_start_saying_what_to_change() {
     assert!(err.contains("ulimit -l"), "{err}");
     assert!(!lake.join("etl").exists(), "nothing ran");
 }
+
+#[test]
+fn a_progress_line_is_drawn_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    // `script` (util-linux) gives the run a pseudo-terminal.
+    let cmd = format!("{} run --records 2000 --lake {}", bin(), lake.display());
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .output()
+        .expect("script (util-linux) is installed");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("\r\x1b[2K"), "the line is redrawn in place: {tty:?}");
+    assert!(tty.contains("2,000 records") && tty.contains("quarantined"), "{tty:?}");
+
+    let (code, stdout, stderr) = run(&[
+        "run",
+        "--records",
+        "2000",
+        "--lake",
+        dir.path().join("lake2").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        !stderr.contains('\r') && !stdout.contains('\r'),
+        "no progress line without a terminal"
+    );
+}

@@ -367,3 +367,17 @@ fn an_inferred_schema_is_stored_as_version_1_and_reused() {
     let b = &read_parquet(&files(&lake.join("etl"), ".parquet")[0])[0];
     assert!(b.schema().index_of("metrics.latency_ms").is_ok());
 }
+
+#[test]
+fn a_table_that_cannot_run_fails_at_start_and_registers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let mut cfg = config(&lake);
+    cfg.tables[0].event_time = Some("received".into());
+    let e = Engine::builder(cfg).clock(clock()).build().unwrap().run().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "table events: event_time names column \"received\", which the schema does not have"
+    );
+    assert!(!lake.join("_schemas").exists(), "no schema version was stored");
+}

@@ -101,11 +101,14 @@ impl Ctx {
     }
 
     /// Apply every acknowledgement that has arrived.
-    fn poll_acks(&self) {
+    /// Returns false once the edge is gone (its reply queue disconnected): no more
+    /// acknowledgements will ever come.
+    fn poll_acks(&self) -> bool {
         loop {
             let done = match self.outbox.borrow().replies.try_recv() {
                 Ok(d) => d,
-                Err(_) => return,
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
             };
             let item = self.outbox.borrow_mut().in_flight.remove(&done.token);
             match (done.result, item) {
@@ -219,8 +222,13 @@ impl Ctx {
     /// Wait until the edge has acknowledged everything this core submitted.
     async fn settle(&self) {
         loop {
-            self.poll_acks();
-            if self.outbox.borrow().in_flight.is_empty() {
+            let edge_alive = self.poll_acks();
+            let pending = self.outbox.borrow().in_flight.len();
+            if pending == 0 {
+                return;
+            }
+            if !edge_alive {
+                self.fail(format!("the I/O edge stopped with {pending} writes unconfirmed"), true);
                 return;
             }
             glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
