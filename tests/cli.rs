@@ -283,3 +283,98 @@ fn a_progress_line_is_drawn_on_a_terminal_only() {
         "no progress line without a terminal"
     );
 }
+
+#[test]
+fn sigkill_then_restart_loses_nothing_at_least_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let state = dir.path().join("state");
+    let config = dir.path().join("c.toml");
+    let (partitions, records) = (4u64, 24_000u64);
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[lake]
+dir = "{}"
+[state]
+dir = "{}"
+[keys]
+demo = true
+[[sources]]
+name = "generator"
+table = "events"
+[sources.generator]
+partitions = {partitions}
+records = {records}
+rate_per_s = 8000
+bad_ratio = 0.02
+start_time = "2026-11-26T10:00:00Z"
+[[tables]]
+name = "events"
+schema = "builtin:events"
+event_time = "ts"
+transforms = [{{ op = "ingest_metadata" }}]
+[partitioning]
+event_time_late_max_s = 315360000
+[buffer]
+flush_interval_ms = 200
+[raw]
+segment_interval_ms = 200
+[quarantine]
+interval_ms = 200
+[audit]
+interval_ms = 200
+"#,
+            lake.display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once positions have been checkpointed, in the middle of the run.
+    wait_for("a checkpoint", Duration::from_secs(60), || {
+        !files(&state.join("checkpoints"), ".json").is_empty()
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = etl_rows(&lake) + quarantine_lines(&lake).len();
+    assert!(
+        before < records as usize,
+        "killed mid-run ({before} of {records} landed)"
+    );
+
+    let (code, out, err) = run(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Every record of every partition is in ETL or quarantine at least once.
+    let mut landed = std::collections::HashSet::new();
+    let mut total = 0;
+    for f in files(&lake.join("etl"), ".parquet") {
+        for b in read_parquet(&f) {
+            for i in 0..b.num_rows() {
+                let p: u64 = str_at(&b, "_partition", i).unwrap().parse().unwrap();
+                landed.insert((p, i64_at(&b, "_position", i).unwrap() as u64));
+                total += 1;
+            }
+        }
+    }
+    for l in quarantine_lines(&lake) {
+        let p: u64 = l["partition"].as_str().unwrap().parse().unwrap();
+        landed.insert((p, l["position"].as_u64().unwrap()));
+        total += 1;
+    }
+    for p in 0..partitions {
+        for seq in 0..records / partitions {
+            assert!(landed.contains(&(p, seq)), "record ({p}, {seq}) was lost");
+        }
+    }
+    assert_eq!(landed.len() as u64, records);
+    // The restart replayed from the checkpoint, not from the beginning.
+    assert!(total < 2 * records as usize, "{total} rows for {records} records");
+}
