@@ -281,7 +281,7 @@ impl PartitionReader for NdjsonReader {
                 message: format!("read failed at offset {pos}: {e}"),
             }
         };
-        while batch.records.len() < max_records {
+        while batch.records.len() < max_records && !batch.is_full() {
             if self.pos >= self.end {
                 batch.next_position = self.pos;
                 return Ok(Fetch::End);
@@ -347,7 +347,7 @@ impl<R: Read> PartitionReader for FramedReader<R> {
             batch.next_position = self.frames.offset;
             return Ok(Fetch::End);
         }
-        while batch.records.len() < max_records {
+        while batch.records.len() < max_records && !batch.is_full() {
             if self.frames.offset >= self.end {
                 self.done = true;
                 break;

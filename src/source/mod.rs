@@ -11,6 +11,7 @@
 //! - A reader is owned by one core for its whole life (readers need not be `Send`).
 //! - A batch never holds a payload longer than [`RECORD_BYTES_MAX`]: a longer one is cut to that
 //!   size and carries a `framing` [`Reject`], so it reaches quarantine instead of memory.
+//! - A batch stops growing at [`BATCH_BYTES_MAX`] (or `max_records`, whichever comes first).
 //! - `fetch` never blocks for long: a reader with nothing to give returns [`Fetch::Idle`].
 
 pub mod file;
@@ -20,6 +21,10 @@ pub mod generator;
 use crate::extract::{Reject, RECORD_BYTES_MAX};
 use crate::runtime::clock::Clock;
 use std::time::Duration;
+
+/// Payload bytes after which a reader ends its batch: a batch of large records stays a few
+/// milliseconds of work, and record offsets within it always fit a `u32`.
+pub const BATCH_BYTES_MAX: usize = 16 << 20;
 
 /// One partition of a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +72,11 @@ impl FetchBatch {
             position,
             reject: reject.map(Box::new),
         });
+    }
+
+    /// Whether the batch has reached [`BATCH_BYTES_MAX`].
+    pub fn is_full(&self) -> bool {
+        self.data.len() >= BATCH_BYTES_MAX
     }
 
     pub fn payload(&self, r: &RecordSpan) -> &[u8] {

@@ -196,3 +196,21 @@ fn large_framed_files_split_at_frame_boundaries() {
         assert_eq!(got, payloads, "split_bytes {split}");
     }
 }
+
+#[test]
+fn a_batch_stops_at_its_byte_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.sgf");
+    let mut data = MAGIC.to_vec();
+    for i in 0..40u8 {
+        write_frame(&mut data, &vec![i; RECORD_BYTES_MAX]).unwrap();
+    }
+    std::fs::write(&path, &data).unwrap();
+    let src = FileSource::try_new("f", &cfg(vec![path], 1 << 40)).unwrap();
+    let mut r = src.open(&src.partitions().unwrap()[0], None).unwrap();
+    let mut batch = FetchBatch::default();
+    assert_eq!(r.fetch(&mut batch, 1000, &SystemClock).unwrap(), Fetch::Records);
+    assert_eq!(batch.records.len(), crate::source::BATCH_BYTES_MAX / RECORD_BYTES_MAX);
+    let (rest, _) = read_all(&src, &src.partitions().unwrap()[0], Some(batch.next_position), 1000);
+    assert_eq!(batch.records.len() + rest.len(), 40);
+}

@@ -198,6 +198,9 @@ impl PartitionReader for GeneratorReader {
             n = n.min(allowed - self.next_seq);
         }
         for _ in 0..n {
+            if batch.is_full() {
+                break;
+            }
             let start = batch.data.len();
             self.inner
                 .generate(self.partition, self.next_seq, &mut self.plain, &mut batch.data);
