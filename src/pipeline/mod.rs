@@ -227,7 +227,7 @@ impl Pipeline {
         slot
     }
 
-    /// Whether nothing is held for a later file (drain is complete once acks are in too).
+    /// Fetch batches not yet durable in every output that holds their records.
     pub fn open_batches(&self) -> usize {
         self.tracker.open_batches()
     }
@@ -237,8 +237,8 @@ impl Pipeline {
         file_name(&self.plan.run_id, self.core, self.file_seq)
     }
 
-    /// Process one fetched batch of partition `slot`. `fetch_ns` is how long the fetch took,
-    /// `cpu` the CPU this runs on (recorded in the audit trail).
+    /// Process one fetched batch of partition `slot`; `cpu` is the CPU this runs on (recorded
+    /// in the batch's audit row). Outputs that became ready are appended to `out`.
     pub fn process_batch(&mut self, slot: usize, batch: &FetchBatch, cpu: u32, out: &mut Vec<Output>) {
         if batch.records.is_empty() {
             return;
