@@ -38,6 +38,16 @@ fn config(lake: &Path) -> Config {
     c
 }
 
+/// Run the engine in process on `cfg`, at the pinned wall time.
+fn run(cfg: &Config) -> sluicegate::telemetry::report::RunReport {
+    Engine::builder(cfg.clone())
+        .clock(clock())
+        .build()
+        .unwrap()
+        .run()
+        .unwrap()
+}
+
 fn clock() -> Arc<FixedWallClock> {
     Arc::new(FixedWallClock::new(parse_rfc3339(START).unwrap() + 600_000_000))
 }
@@ -47,12 +57,7 @@ fn every_record_lands_exactly_once_in_its_zone_and_the_audit_accounts_for_it() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let cfg = config(&lake);
-    let report = Engine::builder(cfg.clone())
-        .clock(clock())
-        .build()
-        .unwrap()
-        .run()
-        .unwrap();
+    let report = run(&cfg);
     assert!(report.success(), "{}", report.render());
     assert_eq!(report.counters.records_in, RECORDS);
 
@@ -290,14 +295,6 @@ fn a_file_source_resumes_from_its_checkpoint_after_a_restart() {
     let mut cfg = full.clone();
     cfg.sources.remove(0);
     cfg.validate().unwrap();
-    let run = |cfg: &Config| {
-        Engine::builder(cfg.clone())
-            .clock(clock())
-            .build()
-            .unwrap()
-            .run()
-            .unwrap()
-    };
 
     let first = run(&cfg);
     assert!(first.success(), "{}", first.render());
@@ -336,12 +333,7 @@ fn an_inferred_schema_is_stored_as_version_1_and_reused() {
     cfg.tables[0].schema = "infer".into();
     cfg.tables[0].infer_records = 200;
     cfg.validate().unwrap();
-    let report = Engine::builder(cfg.clone())
-        .clock(clock())
-        .build()
-        .unwrap()
-        .run()
-        .unwrap();
+    let report = run(&cfg);
     assert!(report.success(), "{}", report.render());
     assert_eq!(report.counters.records_etl, 1500);
     let lake = dir.path().join("lake");
@@ -358,7 +350,7 @@ fn an_inferred_schema_is_stored_as_version_1_and_reused() {
     assert_eq!(types["geo.lat"], "float64");
     assert_eq!(types["tags"], "json");
     assert_eq!(types["event_type"], "string");
-    let again = Engine::builder(cfg).clock(clock()).build().unwrap().run().unwrap();
+    let again = run(&cfg);
     assert!(again.success());
     assert!(
         !lake.join("_schemas/events/v2.json").exists(),

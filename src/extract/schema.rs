@@ -198,7 +198,7 @@ impl Trie {
     /// The child of `node` for object key `key`. Objects have few keys, so a linear scan of
     /// short strings beats hashing.
     #[inline]
-    pub fn child(&self, node: u32, key: &str) -> Option<u32> {
+    fn child(&self, node: u32, key: &str) -> Option<u32> {
         self.nodes[node as usize]
             .children
             .iter()

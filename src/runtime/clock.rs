@@ -46,10 +46,6 @@ impl FixedWallClock {
             wall_us: AtomicI64::new(wall_us),
         }
     }
-
-    pub fn set(&self, wall_us: i64) {
-        self.wall_us.store(wall_us, Ordering::Relaxed);
-    }
 }
 
 impl Clock for FixedWallClock {
