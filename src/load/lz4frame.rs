@@ -24,10 +24,14 @@ pub const PROBE_INTERVAL_BLOCKS: u32 = 16;
 
 const MAGIC: [u8; 4] = [0x04, 0x22, 0x4D, 0x18];
 const UNCOMPRESSED_FLAG: u32 = 1 << 31;
+/// Magic, FLG, BD and header checksum.
+const FRAME_HEADER_BYTES: usize = 7;
 
 pub struct Lz4FrameWriter {
+    /// The frame so far. The open block's bytes sit at its end, after a 4-byte placeholder for
+    /// the block size at `block_at`: a stored block is never copied a second time.
     out: Vec<u8>,
-    block: Vec<u8>,
+    block_at: usize,
     scratch: Vec<u8>,
     content: XxHash32,
     /// Blocks left to store before the next compression probe.
@@ -37,68 +41,81 @@ pub struct Lz4FrameWriter {
 impl Lz4FrameWriter {
     /// A writer whose output starts with `capacity` bytes reserved.
     pub fn with_capacity(capacity: usize) -> Lz4FrameWriter {
-        let mut out = Vec::with_capacity(capacity);
+        Lz4FrameWriter::with_buffer(Vec::with_capacity(capacity))
+    }
+
+    /// A writer that writes into `out` (cleared first), e.g. a buffer reused from a pool.
+    pub fn with_buffer(mut out: Vec<u8>) -> Lz4FrameWriter {
+        out.clear();
         out.extend_from_slice(&MAGIC);
         // FLG: version 01, block independence, content checksum. BD: 256 KiB blocks.
         let descriptor = [0b0110_0100, BD_256K];
         out.extend_from_slice(&descriptor);
         out.push((XxHash32::oneshot(0, &descriptor) >> 8) as u8);
+        let block_at = out.len();
+        out.extend_from_slice(&[0; 4]);
         Lz4FrameWriter {
             out,
-            block: Vec::with_capacity(BLOCK_BYTES),
+            block_at,
             scratch: Vec::new(),
             content: XxHash32::with_seed(0),
             skip: 0,
         }
     }
 
-    /// Bytes of output so far (compressed blocks written; the open block not counted).
+    /// Bytes of output so far, the open block included as if stored.
     pub fn len(&self) -> usize {
         self.out.len()
     }
 
+    /// Whether nothing was written yet.
     pub fn is_empty(&self) -> bool {
-        self.out.len() <= 7
+        self.out.len() == FRAME_HEADER_BYTES + 4
+    }
+
+    fn block_len(&self) -> usize {
+        self.out.len() - self.block_at - 4
     }
 
     pub fn write(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
-            let n = (BLOCK_BYTES - self.block.len()).min(data.len());
-            self.block.extend_from_slice(&data[..n]);
+            let n = (BLOCK_BYTES - self.block_len()).min(data.len());
+            self.out.extend_from_slice(&data[..n]);
             data = &data[n..];
-            if self.block.len() == BLOCK_BYTES {
+            if self.block_len() == BLOCK_BYTES {
                 self.flush_block();
+                self.block_at = self.out.len();
+                self.out.extend_from_slice(&[0; 4]);
             }
         }
     }
 
+    /// Close the open block: compress it in place when that saves, else mark it stored.
+    /// Leaves no open block (the caller opens the next one).
     fn flush_block(&mut self) {
-        if self.block.is_empty() {
+        let start = self.block_at + 4;
+        let len = self.block_len();
+        if len == 0 {
+            self.out.truncate(self.block_at);
             return;
         }
-        self.content.write(&self.block);
-        let mut stored = true;
-        if self.skip == 0 {
-            let max = lz4_flex::block::get_maximum_output_size(self.block.len());
+        self.content.write(&self.out[start..]);
+        if self.skip > 0 {
+            self.skip -= 1;
+        } else {
+            let max = lz4_flex::block::get_maximum_output_size(len);
             self.scratch.resize(max, 0);
-            let n = lz4_flex::block::compress_into(&self.block, &mut self.scratch)
+            let n = lz4_flex::block::compress_into(&self.out[start..], &mut self.scratch)
                 .expect("the scratch buffer has the maximum output size");
-            if n * 100 <= self.block.len() * (100 - MIN_SAVING_PERCENT) {
+            if n * 100 <= len * (100 - MIN_SAVING_PERCENT) {
+                self.out.truncate(self.block_at);
                 self.out.extend_from_slice(&(n as u32).to_le_bytes());
                 self.out.extend_from_slice(&self.scratch[..n]);
-                stored = false;
-            } else {
-                self.skip = PROBE_INTERVAL_BLOCKS;
+                return;
             }
-        } else {
-            self.skip -= 1;
+            self.skip = PROBE_INTERVAL_BLOCKS;
         }
-        if stored {
-            self.out
-                .extend_from_slice(&(self.block.len() as u32 | UNCOMPRESSED_FLAG).to_le_bytes());
-            self.out.extend_from_slice(&self.block);
-        }
-        self.block.clear();
+        self.out[self.block_at..start].copy_from_slice(&(len as u32 | UNCOMPRESSED_FLAG).to_le_bytes());
     }
 
     /// End the frame: the last block, the end mark, the content checksum.
@@ -176,6 +193,19 @@ mod tests {
         assert_eq!(decode(&frame), data);
         let empty = Lz4FrameWriter::with_capacity(0).finish();
         assert!(decode(&empty).is_empty());
+    }
+
+    #[test]
+    fn whole_blocks_and_reused_buffers_round_trip() {
+        let data = noise(2 * BLOCK_BYTES, 9);
+        let mut w = Lz4FrameWriter::with_buffer(vec![0xAB; 100]);
+        assert!(w.is_empty());
+        w.write(&data);
+        assert!(!w.is_empty());
+        let frame = w.finish();
+        // Two stored blocks, no empty third block: header, 2 × (size + data), end mark, checksum.
+        assert_eq!(frame.len(), FRAME_HEADER_BYTES + 2 * (4 + BLOCK_BYTES) + 4 + 4);
+        assert_eq!(decode(&frame), data);
     }
 
     #[test]

@@ -17,6 +17,10 @@ use std::collections::HashMap;
 
 /// A segment overshoots `segment_bytes_max` by at most one batch (plus an LZ4 block).
 const RAW_SEGMENT_SLACK_BYTES: usize = 2 << 20;
+/// Written segments' buffers kept per core for reuse. A fresh buffer costs a page fault and a
+/// zeroed page per 4 KiB it fills (12% of all CPU in a profile of the file path). A core has
+/// one open segment per partition it owns, and a few more with the store.
+pub const RAW_SPARE_BUFFERS_MAX: usize = 8;
 
 pub struct SealedRaw {
     pub source: u16,
@@ -43,6 +47,8 @@ pub struct RawSegments {
     bytes_max: u64,
     interval_ns: u64,
     open: HashMap<(u16, usize), Segment>,
+    /// Buffers of written segments, at most [`RAW_SPARE_BUFFERS_MAX`].
+    spare: Vec<Vec<u8>>,
 }
 
 impl RawSegments {
@@ -51,7 +57,19 @@ impl RawSegments {
             bytes_max,
             interval_ns,
             open: HashMap::new(),
+            spare: Vec::new(),
         }
+    }
+
+    /// Keep a written segment's buffer for the next segment (if there is room for it).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < RAW_SPARE_BUFFERS_MAX && buf.capacity() >= self.segment_capacity() {
+            self.spare.push(buf);
+        }
+    }
+
+    fn segment_capacity(&self) -> usize {
+        self.bytes_max as usize + RAW_SEGMENT_SLACK_BYTES
     }
 
     /// Append every payload of `batch` (the caller holds the batch once for the segment).
@@ -66,11 +84,15 @@ impl RawSegments {
         now_ns: u64,
     ) -> Option<SealedRaw> {
         let first_pos = batch.records.first()?.position;
-        let bytes_max = self.bytes_max;
+        let capacity = self.segment_capacity();
+        let spare = &mut self.spare;
         let seg = self.open.entry((source, slot)).or_insert_with(|| {
             // Sized for a full segment up front: growing a tens-of-MiB vector by doubling
             // copied it over and over (pages are only touched as they fill).
-            let mut enc = Lz4FrameWriter::with_capacity(bytes_max as usize + RAW_SEGMENT_SLACK_BYTES);
+            let mut enc = match spare.pop() {
+                Some(buf) => Lz4FrameWriter::with_buffer(buf),
+                None => Lz4FrameWriter::with_capacity(capacity),
+            };
             enc.write(framing::MAGIC);
             Segment {
                 enc,
@@ -146,6 +168,29 @@ mod tests {
         }
         assert_eq!(n, 3);
         assert_eq!(out.len(), 5 + 3000);
+    }
+
+    #[test]
+    fn a_recycled_buffer_carries_the_next_segment() {
+        let mut raw = RawSegments::new(1 << 20, u64::MAX);
+        let mut batch = FetchBatch::default();
+        batch.push(b"one", 1, None);
+        raw.append(0, 0, &batch, 0, 0, 0);
+        let first = raw.take(Due::All).pop().unwrap().bytes;
+        let addr = first.as_ptr();
+        raw.recycle(first);
+        raw.recycle(Vec::with_capacity(10)); // too small to hold a segment: not kept
+        assert_eq!(raw.spare.len(), 1);
+        let mut batch = FetchBatch::default();
+        batch.push(b"two", 2, None);
+        raw.append(0, 0, &batch, 1, 0, 0);
+        let second = raw.take(Due::All).pop().unwrap().bytes;
+        assert_eq!(second.as_ptr(), addr, "the spare buffer was reused");
+        let mut plain = Vec::new();
+        lz4_flex::frame::FrameDecoder::new(&second[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, [framing::MAGIC.as_slice(), &[3, 0, 0, 0], b"two"].concat());
     }
 
     #[test]

@@ -497,6 +497,13 @@ impl Pipeline {
         }
     }
 
+    /// Take back the buffer of a file the store has written, to reuse its memory.
+    pub fn recycle(&mut self, zone: Zone, bytes: Vec<u8>) {
+        if zone == Zone::Raw {
+            self.raw.recycle(bytes);
+        }
+    }
+
     /// The store confirmed a file: account for it, add its audit row, release its batches.
     pub fn on_durable(&mut self, done: InFlightFile) {
         let f = done.meta;

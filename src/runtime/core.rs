@@ -115,6 +115,9 @@ impl Ctx {
                 (Ok(()), Some(InFlight::File(f))) => {
                     let mut pipe = self.pipe.borrow_mut();
                     pipe.hist.record(StageId::Write, done.write_ns);
+                    if let Some(bytes) = done.bytes {
+                        pipe.recycle(f.meta.zone, bytes);
+                    }
                     pipe.on_durable(f);
                 }
                 (Ok(()), Some(InFlight::Checkpoint)) => {}

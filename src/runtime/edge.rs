@@ -1,7 +1,8 @@
 //! The I/O edge: one thread that makes files and checkpoints durable, off the cores.
 //!
 //! Cores hand it [`Job`]s over one bounded queue ([`EDGE_QUEUE_JOBS_MAX`]) and get a
-//! [`Done`] back on their own reply queue. Buffers move by ownership, never by copy. The store
+//! [`Done`] back on their own reply queue. Buffers move by ownership, never by copy, and
+//! a put's buffer comes back with its `Done` so the core can reuse the memory. The store
 //! may block (fsync, network): that is why it lives here and not on a core.
 //!
 //! Ordering: jobs run one at a time in arrival order, so a core's checkpoint job — enqueued
@@ -52,6 +53,8 @@ pub struct Done {
     pub result: Result<(), String>,
     /// Time from the edge picking the job up to durable.
     pub write_ns: u64,
+    /// A put's buffer, handed back so the core can reuse its memory.
+    pub bytes: Option<Vec<u8>>,
 }
 
 pub struct Edge {
@@ -72,7 +75,7 @@ impl Edge {
                 let mut jitter = crate::rng::Rng::new(std::process::id() as u64);
                 while let Ok(job) = rx.recv() {
                     let started = Instant::now();
-                    let (core, token, result) = match job {
+                    let (core, token, result, bytes) = match job {
                         Job::Put {
                             core,
                             token,
@@ -82,7 +85,7 @@ impl Edge {
                             let r = retry(&mut jitter, || {
                                 store.put(&key, &bytes).map_err(|e| (e.retryable, e.to_string()))
                             });
-                            (core, token, r)
+                            (core, token, r, Some(bytes))
                         }
                         Job::Checkpoint {
                             core,
@@ -93,13 +96,14 @@ impl Edge {
                                 Some(c) => retry(&mut jitter, || c.save(&cps).map_err(|e| (true, e))),
                                 None => Ok(()),
                             };
-                            (core, token, r)
+                            (core, token, r, None)
                         }
                     };
                     let done = Done {
                         token,
                         result,
                         write_ns: started.elapsed().as_nanos() as u64,
+                        bytes,
                     };
                     // A core that has gone away no longer cares; nothing else to do.
                     let _ = reply_txs[core].send(done);
