@@ -211,7 +211,8 @@ fn bench_encode(c: &mut Criterion, d: &Data) {
             _ => None,
         })
         .unwrap();
-    let rows = sealed.batch.num_rows();
+    let batch = p.sealed_batch(&sealed);
+    let rows = batch.num_rows();
     println!("parquet_encode: {rows} rows, {} bytes of columns", sealed.bytes);
     let mut cfg = sluicegate::config::ParquetConfig::default();
     let variants = [
@@ -226,18 +227,16 @@ fn bench_encode(c: &mut Criterion, d: &Data) {
     g.sample_size(10);
     for (name, cfg) in variants {
         let base = sluicegate::load::parquet::writer_properties(&cfg, "events", 1);
-        let props = sluicegate::load::parquet::props_for_batch(&base, &sealed.batch);
-        let size = sluicegate::load::parquet::encode(&sealed.batch, props.clone())
-            .unwrap()
-            .len();
+        let props = sluicegate::load::parquet::props_for_batch(&base, &batch);
+        let size = sluicegate::load::parquet::encode(&batch, props.clone()).unwrap().len();
         println!(
             "parquet_encode/{name}: {size} bytes, {:.1} bytes/record",
             size as f64 / rows as f64
         );
         g.bench_function(name, |b| {
             b.iter(|| {
-                let props = sluicegate::load::parquet::props_for_batch(&base, &sealed.batch);
-                black_box(sluicegate::load::parquet::encode(&sealed.batch, props).unwrap().len())
+                let props = sluicegate::load::parquet::props_for_batch(&base, &batch);
+                black_box(sluicegate::load::parquet::encode(&batch, props).unwrap().len())
             })
         });
     }
@@ -249,7 +248,7 @@ fn bench_encode(c: &mut Criterion, d: &Data) {
     g.bench_function("uncompressed_plain_baseline", |b| {
         b.iter_batched(
             || uncompressed.clone(),
-            |props| black_box(sluicegate::load::parquet::encode(&sealed.batch, props).unwrap().len()),
+            |props| black_box(sluicegate::load::parquet::encode(&batch, props).unwrap().len()),
             BatchSize::SmallInput,
         )
     });

@@ -266,6 +266,8 @@ pub fn build_plan(
             bytes_max: cfg.buffer.flush_bytes_max,
             records_max: cfg.buffer.flush_records_max,
             interval_ns: ms(cfg.buffer.flush_interval_ms),
+            memory_bytes_max: cfg.buffer.memory_bytes_max,
+            open_partitions_max: cfg.buffer.open_partitions_max as usize,
         },
         raw_enabled: cfg.raw.enabled,
         raw_segment_bytes_max: cfg.raw.segment_bytes_max,

@@ -1,30 +1,37 @@
 //! Buffer and seal: per-core, per-(source, table, hour) buffers of processed records.
 //!
-//! Owns: the open partition buffers of one core and the seal policy (bytes, records, age: the
-//! seed's "by time or by batch size"). Records are appended column-wise straight into Arrow
-//! builders, so sealing is `finish()` and the encoder gets a `RecordBatch` without another pass.
-//!
-//! This is the in-memory implementation behind a small interface — [`BufferSet::append`],
-//! [`BufferSet::take`] and [`Sealed`] — which the spilling rkyv
-//! ring replaces in the next step without touching the stages around it.
+//! Owns: the open partition buffers of one core, the seal policy (bytes, records, age: the
+//! seed's "by time or by batch size"), the cap on open partitions, and the core's record
+//! [`ring::Ring`], where every buffered record lives archived ([`row`]). A partition buffer is
+//! only the list of its records' locations in the ring; sealing hands that list to the encoder,
+//! which builds Arrow batches from the archived rows ([`BufferSet::build`]) and then releases
+//! them ([`BufferSet::consume`]).
 //!
 //! Invariants:
 //! - A buffer is sealed as soon as an append makes it reach `flush_bytes_max` or
 //!   `flush_records_max`; no buffer ever holds more than one record past either bound.
 //! - Records of one source partition keep their order within a buffer.
-//! - `bytes` counts the Arrow payload (values, offsets, validity): the memory the buffer holds.
+//! - `bytes` of a buffer counts its archived records (frames in the ring).
+//! - At most `open_partitions_max` buffers are open: opening one more first seals the least
+//!   recently written one. (Least recently written, because a partition nobody writes to is the
+//!   one whose file will not grow any more: an old event hour, a quiet table. Sealing the
+//!   oldest-opened instead would cut the busiest current hour into small files.)
 //!
-//! Bounds: per core, open buffers × `flush_bytes_max`. The number of open partitions is not
-//! capped here yet (the ring issue adds `buffer.open_partitions_max`).
+//! Bounds: records in memory are bounded by the ring's budget, which the core enforces before
+//! each fetch ([`BufferSet::over_budget`], [`BufferSet::relieve`]); index memory is
+//! `size_of::<Loc>()` bytes per buffered record, counted in the budget.
+
+pub mod ring;
+pub mod row;
 
 use crate::extract::schema::ColumnType;
 use crate::extract::value::{RecordRefs, Val};
 use crate::load::Provenance;
-use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use ring::{Loc, Ring};
+use row::{ColumnsBuilder, RowHead, RowSource};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Which buffer a record goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,12 +42,16 @@ pub struct PartitionKey {
     pub hour: i64,
 }
 
-/// When to seal.
+/// When to seal, and how much a core may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct SealPolicy {
     pub bytes_max: u64,
     pub records_max: u64,
     pub interval_ns: u64,
+    /// `buffer.memory_bytes_max`: the ring's budget (records and their index).
+    pub memory_bytes_max: u64,
+    /// `buffer.open_partitions_max`.
+    pub open_partitions_max: usize,
 }
 
 /// Which open outputs to seal.
@@ -72,15 +83,21 @@ pub fn due_keys<K: Copy + Ord, V>(
     keys
 }
 
-/// A sealed buffer, ready to encode.
+/// A sealed buffer, ready to encode: where its records are in the ring.
 #[derive(Debug)]
 pub struct Sealed {
     pub key: PartitionKey,
-    pub batch: RecordBatch,
+    pub locs: Vec<Loc>,
     pub bytes: u64,
     pub event_time_min_us: i64,
     pub event_time_max_us: i64,
     pub provenance: Provenance,
+}
+
+impl Sealed {
+    pub fn records(&self) -> usize {
+        self.locs.len()
+    }
 }
 
 /// Where a record came from.
@@ -96,126 +113,31 @@ pub struct Origin {
 pub struct Appended {
     /// This is the buffer's first record of the batch: the caller holds the batch.
     pub new_batch: bool,
-    /// The buffer this append sealed.
-    pub sealed: Option<Sealed>,
-}
-
-enum Builder {
-    Str(StringBuilder),
-    I64(Int64Builder),
-    F64(Float64Builder),
-    Bool(BooleanBuilder),
-    Ts(TimestampMicrosecondBuilder),
-}
-
-impl Builder {
-    /// A builder sized for `rows` values and `data` bytes of string data.
-    fn with_capacity(ty: ColumnType, rows: usize, data: usize) -> Builder {
-        match ty {
-            ColumnType::String | ColumnType::Json => Builder::Str(StringBuilder::with_capacity(rows, data)),
-            ColumnType::Int64 => Builder::I64(Int64Builder::with_capacity(rows)),
-            ColumnType::Float64 => Builder::F64(Float64Builder::with_capacity(rows)),
-            ColumnType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(rows)),
-            ColumnType::Timestamp => Builder::Ts(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC")),
-        }
-    }
-
-    /// String bytes held (0 for fixed-width columns).
-    fn data_len(&self) -> usize {
-        match self {
-            Builder::Str(b) => b.values_slice().len(),
-            _ => 0,
-        }
-    }
-
-    /// Append one value; returns the bytes it adds.
-    #[inline]
-    fn append(&mut self, v: Val, refs: &RecordRefs) -> u64 {
-        match (self, v) {
-            (Builder::Str(b), Val::Null) => {
-                b.append_null();
-                4
-            }
-            (Builder::Str(b), Val::Str(r)) => {
-                let s = refs.str(r);
-                b.append_value(s);
-                4 + s.len() as u64
-            }
-            (Builder::I64(b), Val::I64(x)) => {
-                b.append_value(x);
-                8
-            }
-            (Builder::F64(b), Val::F64(x)) => {
-                b.append_value(x);
-                8
-            }
-            (Builder::Bool(b), Val::Bool(x)) => {
-                b.append_value(x);
-                1
-            }
-            (Builder::Ts(b), Val::Ts(x)) => {
-                b.append_value(x);
-                8
-            }
-            (Builder::I64(b), Val::Null) => {
-                b.append_null();
-                8
-            }
-            (Builder::F64(b), Val::Null) => {
-                b.append_null();
-                8
-            }
-            (Builder::Bool(b), Val::Null) => {
-                b.append_null();
-                1
-            }
-            (Builder::Ts(b), Val::Null) => {
-                b.append_null();
-                8
-            }
-            (_, v) => panic!("value {v:?} does not match its column builder: the table plan is inconsistent"),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Builder::Str(b) => Arc::new(b.finish()),
-            Builder::I64(b) => Arc::new(b.finish()),
-            Builder::F64(b) => Arc::new(b.finish()),
-            Builder::Bool(b) => Arc::new(b.finish()),
-            Builder::Ts(b) => Arc::new(b.finish()),
-        }
-    }
+    /// Buffers this append sealed: the one it filled, and one sealed early to make room under
+    /// the open-partitions cap.
+    pub sealed: Vec<Sealed>,
 }
 
 struct Open {
-    builders: Vec<Builder>,
-    records: u64,
+    locs: Vec<Loc>,
     bytes: u64,
     opened_ns: u64,
+    written_ns: u64,
     event_time_min_us: i64,
     event_time_max_us: i64,
     provenance: Provenance,
 }
-
-/// Capacity to give a new buffer of a table: what its last sealed buffer held. Growing
-/// column buffers by doubling copied every value ~once more and faulted in fresh pages.
-#[derive(Debug, Clone, Default)]
-struct SizeHint {
-    rows: usize,
-    data: Vec<usize>,
-}
-
-/// Smallest row capacity a new buffer starts with.
-const BUFFER_ROWS_MIN: usize = 1024;
 
 /// The open buffers of one core.
 pub struct BufferSet {
     policy: SealPolicy,
     /// Arrow schema and column types of each table's output, by table index.
     tables: Vec<(SchemaRef, Vec<ColumnType>)>,
-    hints: Vec<SizeHint>,
     open: HashMap<PartitionKey, Open>,
+    ring: Ring,
+    /// Records in the ring not yet consumed (each costs one `Loc` of index).
+    records: u64,
+    /// Open buffer bytes.
     bytes: u64,
 }
 
@@ -223,16 +145,28 @@ impl BufferSet {
     pub fn new(policy: SealPolicy, tables: Vec<(SchemaRef, Vec<ColumnType>)>) -> BufferSet {
         BufferSet {
             policy,
-            hints: vec![SizeHint::default(); tables.len()],
             tables,
             open: HashMap::new(),
+            ring: Ring::new(policy.memory_bytes_max),
+            records: 0,
             bytes: 0,
         }
     }
 
-    /// Bytes held by all open buffers of this core.
+    /// Bytes held by the open buffers of this core (archived records).
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Memory this core's buffered records hold: ring segments in use and the index (the
+    /// ring's pool of free buffers fills at most the rest of the budget and is not counted).
+    pub fn memory_bytes(&self) -> u64 {
+        self.ring.bytes() + self.records * std::mem::size_of::<Loc>() as u64
+    }
+
+    /// Whether the core must stop admitting records until [`Self::relieve`] has freed memory.
+    pub fn over_budget(&self) -> bool {
+        self.memory_bytes() >= self.policy.memory_bytes_max
     }
 
     pub fn open_partitions(&self) -> usize {
@@ -249,42 +183,48 @@ impl BufferSet {
         origin: Origin,
         now_ns: u64,
     ) -> Appended {
-        let (tables, hints) = (&self.tables, &self.hints);
-        let open = self.open.entry(key).or_insert_with(|| {
-            let hint = &hints[key.table as usize];
-            let rows = hint.rows.max(BUFFER_ROWS_MIN);
-            let builders = tables[key.table as usize]
-                .1
+        let mut sealed = Vec::new();
+        if !self.open.contains_key(&key) && self.open.len() >= self.policy.open_partitions_max {
+            let lru = *self
+                .open
                 .iter()
-                .enumerate()
-                .map(|(i, t)| Builder::with_capacity(*t, rows, hint.data.get(i).copied().unwrap_or(0)))
-                .collect();
-            Open {
-                builders,
-                records: 0,
-                bytes: 0,
-                opened_ns: now_ns,
-                event_time_min_us: i64::MAX,
-                event_time_max_us: i64::MIN,
-                provenance: Provenance::default(),
-            }
-        });
-        debug_assert_eq!(open.builders.len(), row.len());
-        let mut added = 0;
-        for (b, v) in open.builders.iter_mut().zip(row) {
-            added += b.append(*v, refs);
+                .min_by_key(|(k, o)| (o.written_ns, **k))
+                .expect("the cap is at least 1")
+                .0;
+            sealed.push(self.seal(lru));
         }
-        open.records += 1;
+        let head = RowHead {
+            source: key.source,
+            table: key.table,
+            slot: origin.slot as u32,
+            hour: key.hour,
+            position: origin.position,
+            batch_id: origin.batch_id,
+            event_time_us,
+        };
+        let (loc, frame) = self.ring.append(head, RowSource { values: row, refs });
+        let added = frame as u64;
+        let open = self.open.entry(key).or_insert_with(|| Open {
+            locs: Vec::new(),
+            bytes: 0,
+            opened_ns: now_ns,
+            written_ns: now_ns,
+            event_time_min_us: i64::MAX,
+            event_time_max_us: i64::MIN,
+            provenance: Provenance::default(),
+        });
+        open.locs.push(loc);
         open.bytes += added;
+        open.written_ns = now_ns;
         open.event_time_min_us = open.event_time_min_us.min(event_time_us);
         open.event_time_max_us = open.event_time_max_us.max(event_time_us);
         let new_batch = open.provenance.note(origin.batch_id, origin.slot, origin.position);
         self.bytes += added;
-        let full = open.bytes >= self.policy.bytes_max || open.records >= self.policy.records_max;
-        Appended {
-            new_batch,
-            sealed: full.then(|| self.seal(key)),
+        self.records += 1;
+        if open.bytes >= self.policy.bytes_max || open.locs.len() as u64 >= self.policy.records_max {
+            sealed.push(self.seal(key));
         }
+        Appended { new_batch, sealed }
     }
 
     /// Seal the buffers that are due: by age (first record at least `flush_interval` old),
@@ -296,25 +236,57 @@ impl BufferSet {
             .collect()
     }
 
-    fn seal(&mut self, key: PartitionKey) -> Sealed {
-        let mut open = self.open.remove(&key).expect("sealing an open buffer");
-        self.bytes -= open.bytes;
-        self.hints[key.table as usize] = SizeHint {
-            rows: open.records as usize,
-            data: open.builders.iter().map(Builder::data_len).collect(),
+    /// Over budget: seal the buffers that hold records of the oldest ring segment, so that
+    /// encoding them frees it. Returns nothing when no open buffer holds any (everything in the
+    /// ring is already with the encoder: the caller waits for it).
+    pub fn relieve(&mut self) -> Vec<Sealed> {
+        let Some(oldest) = self.ring.oldest() else {
+            return Vec::new();
         };
-        let columns: Vec<ArrayRef> = open.builders.iter_mut().map(Builder::finish).collect();
-        let schema = self.tables[key.table as usize].0.clone();
-        let batch = RecordBatch::try_new(schema, columns).expect("builders follow the table's arrow schema");
-        debug_assert_eq!(batch.num_rows() as u64, open.records);
+        let mut keys: Vec<PartitionKey> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.locs.first().is_some_and(|l| l.seg == oldest))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort();
+        keys.into_iter().map(|k| self.seal(k)).collect()
+    }
+
+    fn seal(&mut self, key: PartitionKey) -> Sealed {
+        let open = self.open.remove(&key).expect("sealing an open buffer");
+        self.bytes -= open.bytes;
         Sealed {
             key,
-            batch,
+            locs: open.locs,
             bytes: open.bytes,
             event_time_min_us: open.event_time_min_us,
             event_time_max_us: open.event_time_max_us,
             provenance: open.provenance,
         }
+    }
+
+    /// A column builder for `table`'s output, sized for `rows` rows per batch.
+    pub fn columns(&self, table: u16, rows: usize) -> ColumnsBuilder {
+        let (schema, types) = &self.tables[table as usize];
+        ColumnsBuilder::new(schema.clone(), types, rows)
+    }
+
+    /// The records at `locs` as one record batch (the builder then starts over, sized for
+    /// `next_rows`).
+    pub fn build(&self, locs: &[Loc], cols: &mut ColumnsBuilder, next_rows: usize) -> RecordBatch {
+        for l in locs {
+            cols.append(self.ring.row(*l));
+        }
+        cols.finish(next_rows)
+    }
+
+    /// The records of a sealed buffer are done with (encoded): free their ring space.
+    pub fn consume(&mut self, locs: &[Loc]) {
+        for run in locs.chunk_by(|a, b| a.seg == b.seg) {
+            self.ring.consume(run[0].seg, run.len() as u32);
+        }
+        self.records -= locs.len() as u64;
     }
 }
 
@@ -322,7 +294,19 @@ impl BufferSet {
 mod tests {
     use super::*;
     use crate::extract::value::StrRef;
+    use arrow_array::{Array, Int64Array};
     use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn policy() -> SealPolicy {
+        SealPolicy {
+            bytes_max: 1 << 30,
+            records_max: u64::MAX,
+            interval_ns: u64::MAX,
+            memory_bytes_max: 64 << 20,
+            open_partitions_max: 1000,
+        }
+    }
 
     fn set(policy: SealPolicy) -> BufferSet {
         let schema = Arc::new(Schema::new(vec![
@@ -361,33 +345,42 @@ mod tests {
         }
     }
 
+    /// The `n` column of a sealed buffer, read back through the ring.
+    fn numbers(b: &BufferSet, s: &Sealed) -> Vec<i64> {
+        let mut cols = b.columns(s.key.table, 16);
+        let batch = b.build(&s.locs, &mut cols, 0);
+        let n = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        (0..n.len()).map(|i| n.value(i)).collect()
+    }
+
     #[test]
     fn seals_by_records_and_bytes() {
         let mut b = set(SealPolicy {
-            bytes_max: 1 << 30,
             records_max: 3,
-            interval_ns: u64::MAX,
+            ..policy()
         });
         assert!(b.append(key(1), &row(1), &refs(), 0, at(7), 0).new_batch);
-        assert!(b.append(key(2), &row(2), &refs(), 0, at(7), 0).sealed.is_none());
-        assert!(b.append(key(1), &row(3), &refs(), 0, at(8), 0).sealed.is_none());
+        assert!(b.append(key(2), &row(2), &refs(), 0, at(7), 0).sealed.is_empty());
+        assert!(b.append(key(1), &row(3), &refs(), 0, at(8), 0).sealed.is_empty());
         let a = b.append(key(1), &row(4), &refs(), 0, at(8), 0);
         assert!(!a.new_batch);
-        let s = a.sealed.expect("third record seals");
-        assert_eq!(s.batch.num_rows(), 3);
+        let s = a.sealed.into_iter().next().expect("third record seals");
+        assert_eq!(s.records(), 3);
+        assert_eq!(numbers(&b, &s), vec![1, 3, 4]);
         assert_eq!(s.provenance.batch_ids, vec![7, 8]);
-        assert_eq!(s.bytes, 3 * (12 + 8));
-        assert_eq!(b.bytes(), 20);
+        let frame = s.bytes / 3;
+        assert_eq!(frame % 16, 0);
+        assert_eq!(b.bytes(), frame, "the other buffer's one record");
 
         let mut b = set(SealPolicy {
-            bytes_max: 40,
-            records_max: u64::MAX,
-            interval_ns: u64::MAX,
+            bytes_max: 2 * frame,
+            ..policy()
         });
-        assert!(b.append(key(1), &row(1), &refs(), 0, at(1), 0).sealed.is_none());
-        assert!(
-            b.append(key(1), &row(2), &refs(), 0, at(1), 0).sealed.is_some(),
-            "40 bytes reached"
+        assert!(b.append(key(1), &row(1), &refs(), 0, at(1), 0).sealed.is_empty());
+        assert_eq!(
+            b.append(key(1), &row(2), &refs(), 0, at(1), 0).sealed.len(),
+            1,
+            "2 frames reached"
         );
         assert_eq!(b.bytes(), 0);
     }
@@ -395,9 +388,8 @@ mod tests {
     #[test]
     fn seals_by_age_and_on_drain_with_event_time_bounds() {
         let mut b = set(SealPolicy {
-            bytes_max: 1 << 30,
-            records_max: u64::MAX,
             interval_ns: 100,
+            ..policy()
         });
         b.append(key(1), &row(1), &refs(), 50, at(1), 0);
         b.append(key(1), &row(2), &refs(), 10, at(1), 60);
@@ -410,5 +402,50 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].key, key(2));
         assert_eq!(b.open_partitions(), 0);
+    }
+
+    #[test]
+    fn the_cap_seals_the_least_recently_written_buffer() {
+        let mut b = set(SealPolicy {
+            open_partitions_max: 2,
+            ..policy()
+        });
+        b.append(key(1), &row(1), &refs(), 0, at(1), 10);
+        b.append(key(2), &row(2), &refs(), 0, at(1), 20);
+        b.append(key(1), &row(3), &refs(), 0, at(1), 30);
+        let a = b.append(key(3), &row(4), &refs(), 0, at(1), 40);
+        assert_eq!(a.sealed.len(), 1);
+        assert_eq!(a.sealed[0].key, key(2), "hour 2 was written least recently");
+        assert_eq!(b.open_partitions(), 2);
+    }
+
+    #[test]
+    fn memory_is_freed_when_sealed_records_are_consumed_and_relief_seals_the_oldest() {
+        let mut b = set(SealPolicy {
+            memory_bytes_max: 3 << 20,
+            ..policy()
+        });
+        let mut n = 0;
+        // Hour 1 gets one record early, hour 2 everything after: hour 1 pins the first segment.
+        b.append(key(1), &row(-1), &refs(), 0, at(0), 0);
+        while !b.over_budget() {
+            b.append(key(2), &row(n), &refs(), 0, at(1), 0);
+            n += 1;
+        }
+        let relieved = b.relieve();
+        let keys: Vec<_> = relieved.iter().map(|s| s.key).collect();
+        assert_eq!(keys, vec![key(1), key(2)], "both hold records of the oldest segment");
+        assert_eq!(numbers(&b, &relieved[0]), vec![-1]);
+        assert_eq!(numbers(&b, &relieved[1]).len() as i64, n);
+        assert!(b.over_budget(), "nothing is freed before the encoder is done");
+        for s in &relieved {
+            b.consume(&s.locs);
+        }
+        assert!(
+            b.memory_bytes() <= ring::SEGMENT_BYTES as u64,
+            "only the active segment is left"
+        );
+        assert!(!b.over_budget());
+        assert!(b.relieve().is_empty());
     }
 }

@@ -55,6 +55,12 @@ pub const DEFAULT_FLUSH_RECORDS_MAX: u64 = 1_000_000;
 /// Seal a partition buffer when its first record is this old: the upper bound on how stale the
 /// lake is while a partition is quiet (Firehose's buffer interval plays the same role).
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 60_000;
+/// Per-core budget of the record ring (archived records and their index). Room for a few
+/// buffers at `flush_bytes_max` while the encoder works on others; above it a core stops
+/// fetching and seals the buffers holding its oldest records.
+pub const DEFAULT_MEMORY_BYTES_MAX: u64 = 256 * MIB;
+/// Open partition buffers per core; opening one more seals the least recently written.
+pub const DEFAULT_OPEN_PARTITIONS_MAX: u64 = 1024;
 
 /// Records older than this (event time before ingest time) are quarantined: a partition this
 /// old is closed in most lakes, and accepting them would rewrite history silently.
@@ -396,6 +402,8 @@ pub struct BufferConfig {
     pub flush_bytes_max: u64,
     pub flush_records_max: u64,
     pub flush_interval_ms: u64,
+    pub memory_bytes_max: u64,
+    pub open_partitions_max: u64,
 }
 
 impl Default for BufferConfig {
@@ -404,6 +412,8 @@ impl Default for BufferConfig {
             flush_bytes_max: DEFAULT_FLUSH_BYTES_MAX,
             flush_records_max: DEFAULT_FLUSH_RECORDS_MAX,
             flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
+            memory_bytes_max: DEFAULT_MEMORY_BYTES_MAX,
+            open_partitions_max: DEFAULT_OPEN_PARTITIONS_MAX,
         }
     }
 }

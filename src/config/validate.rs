@@ -159,6 +159,21 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
         100_000_000,
         plain,
     );
+    // Below 16 MiB a core could not hold one ring segment per table while encoding another.
+    v.range_u64(
+        "buffer.memory_bytes_max",
+        c.buffer.memory_bytes_max,
+        16 * MIB,
+        1 << 40,
+        bytes_human,
+    );
+    v.range_u64(
+        "buffer.open_partitions_max",
+        c.buffer.open_partitions_max,
+        1,
+        10_000_000,
+        plain,
+    );
     v.range_u64(
         "buffer.flush_interval_ms",
         c.buffer.flush_interval_ms,

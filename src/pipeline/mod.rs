@@ -294,7 +294,7 @@ impl Pipeline {
                     if appended.new_batch {
                         self.tracker.hold(batch_id);
                     }
-                    if let Some(sealed) = appended.sealed {
+                    for sealed in appended.sealed {
                         let out_item = self.etl_output(sealed);
                         out.push(out_item);
                     }
@@ -391,6 +391,40 @@ impl Pipeline {
         Output::Etl { sealed, key }
     }
 
+    /// The core's buffers (the encoder reads sealed records through them).
+    pub fn buffers(&self) -> &BufferSet {
+        &self.buffers
+    }
+
+    /// All records of a sealed buffer as one record batch (tests and benches; the encoder
+    /// builds bounded chunks instead).
+    pub fn sealed_batch(&self, sealed: &Sealed) -> arrow_array::RecordBatch {
+        let mut cols = self.buffers.columns(sealed.key.table, sealed.records());
+        self.buffers.build(&sealed.locs, &mut cols, 0)
+    }
+
+    /// The encoder is done with these records of a sealed buffer.
+    pub fn consume(&mut self, locs: &[crate::buffer::ring::Loc]) {
+        self.buffers.consume(locs);
+    }
+
+    /// Whether the core must stop fetching (its buffers are at their memory budget).
+    pub fn over_budget(&self) -> bool {
+        self.buffers.over_budget()
+    }
+
+    /// Over budget: seal the buffers holding the oldest records (see [`BufferSet::relieve`]).
+    /// Returns whether anything was sealed.
+    pub fn relieve(&mut self, out: &mut Vec<Output>) -> bool {
+        let sealed = self.buffers.relieve();
+        let any = !sealed.is_empty();
+        for s in sealed {
+            let o = self.etl_output(s);
+            out.push(o);
+        }
+        any
+    }
+
     /// The ready file of an encoded ETL buffer.
     pub fn etl_file(&self, sealed: Sealed, key: String, bytes: Vec<u8>) -> ReadyFile {
         let table = &self.plan.tables[sealed.key.table as usize];
@@ -398,7 +432,7 @@ impl Pipeline {
             meta: FileMeta {
                 zone: Zone::Etl,
                 key,
-                records: sealed.batch.num_rows() as u64,
+                records: sealed.records() as u64,
                 source: sealed.key.source,
                 table: sealed.key.table,
                 schema_version: table.schema_version,

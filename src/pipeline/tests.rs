@@ -162,7 +162,7 @@ fn good_records_land_with_their_values_in_their_event_hour() {
     let mut rows = 0;
     for o in &out {
         let Output::Etl { sealed, key } = o else { continue };
-        let b = &sealed.batch;
+        let b = &h.pipe.sealed_batch(sealed);
         let col = |name: &str| b.schema().index_of(name).unwrap();
         let ids = b.column(col("event_id")).as_string::<i32>();
         let ts = b.column(col("ts")).as_primitive::<TimestampMicrosecondType>();

@@ -222,6 +222,24 @@ impl Ctx {
         }
     }
 
+    /// Backpressure: while the core's buffers are at their memory budget, fetch nothing; seal
+    /// the buffers holding the oldest records and wait for the encoder to free them.
+    async fn admit(&self, out: &mut Vec<Output>, sealed: &LocalSender<(Sealed, String)>) {
+        if !self.pipe.borrow().over_budget() {
+            return;
+        }
+        let t0 = self.shared.clock.monotonic_ns();
+        while self.pipe.borrow().over_budget() && !self.shared.stop.load(Ordering::Relaxed) {
+            let sealed_some = self.pipe.borrow_mut().relieve(out);
+            self.dispatch(out, Some(sealed)).await;
+            self.poll_acks();
+            if !sealed_some {
+                glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
+            }
+        }
+        self.waited_since(t0);
+    }
+
     /// Wait until the edge has acknowledged everything this core submitted.
     async fn settle(&self) {
         loop {
@@ -259,6 +277,7 @@ async fn partition_task(ctx: Ctx, slot: usize, assigned: Assigned, sealed: Rc<Lo
     let mut batch = FetchBatch::default();
     let mut out = Vec::new();
     while !shared.stop.load(Ordering::Relaxed) {
+        ctx.admit(&mut out, &sealed).await;
         let t0 = shared.clock.monotonic_ns();
         let fetched = reader.fetch(&mut batch, batch_records, &*shared.clock);
         let kind = match fetched {
@@ -297,27 +316,47 @@ async fn encoder_task(ctx: Ctx, rx: local_channel::LocalReceiver<(Sealed, String
         let table = &ctx.shared.plan.tables[sealed.key.table as usize];
         // Busy time only: the time other tasks run while this one yields is not encoding.
         let mut busy_ns = 0;
+        let rows = sealed.records();
+        let mut cols = ctx
+            .pipe
+            .borrow()
+            .buffers()
+            .columns(sealed.key.table, ENCODE_CHUNK_ROWS.min(rows));
+        let mut consumed = 0;
         let encoded = (async {
-            let t = clock.monotonic_ns();
-            let props = crate::load::parquet::props_for_batch(&table.writer_props, &sealed.batch);
-            let mut enc = ParquetEncoder::try_new(table.arrow_schema.clone(), props)?;
-            busy_ns += clock.monotonic_ns() - t;
-            let rows = sealed.batch.num_rows();
+            let mut enc: Option<ParquetEncoder> = None;
             let mut off = 0;
             while off < rows {
                 let t = clock.monotonic_ns();
                 let n = ENCODE_CHUNK_ROWS.min(rows - off);
-                enc.write(&sealed.batch.slice(off, n))?;
+                let next = ENCODE_CHUNK_ROWS.min(rows - off - n);
+                let chunk = {
+                    // The chunk's records are in Arrow now: give their ring space back at once.
+                    let mut pipe = ctx.pipe.borrow_mut();
+                    let chunk = pipe.buffers().build(&sealed.locs[off..off + n], &mut cols, next);
+                    pipe.consume(&sealed.locs[off..off + n]);
+                    consumed = off + n;
+                    chunk
+                };
+                let enc = match &mut enc {
+                    Some(e) => e,
+                    None => {
+                        let props = crate::load::parquet::props_for_batch(&table.writer_props, &chunk);
+                        enc.insert(ParquetEncoder::try_new(table.arrow_schema.clone(), props)?)
+                    }
+                };
+                enc.write(&chunk)?;
                 off += n;
                 busy_ns += clock.monotonic_ns() - t;
                 glommio::executor().yield_if_needed().await;
             }
             let t = clock.monotonic_ns();
-            let bytes = enc.finish();
+            let bytes = enc.expect("a sealed buffer holds at least one record").finish();
             busy_ns += clock.monotonic_ns() - t;
             bytes
         })
         .await;
+        ctx.pipe.borrow_mut().consume(&sealed.locs[consumed..]);
         match encoded {
             Ok(bytes) => {
                 let file = {
