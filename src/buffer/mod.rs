@@ -29,8 +29,8 @@ use crate::extract::value::{RecordRefs, Val};
 use crate::load::Provenance;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use ring::{Loc, Ring};
-use row::{ColumnsBuilder, RowHead, RowSource};
+use ring::{Effects, Loc, Ring};
+use row::{ColumnsBuilder, FrameError, RowHead, RowSource};
 use std::collections::HashMap;
 
 /// Which buffer a record goes to.
@@ -111,7 +111,8 @@ pub struct Origin {
 /// What an append did.
 #[derive(Debug)]
 pub struct Appended {
-    /// This is the buffer's first record of the batch: the caller holds the batch.
+    /// This is the ring segment's first record of the batch: the caller holds the batch (the
+    /// segment releases it once its records are durable, in the lake or in a spill file).
     pub new_batch: bool,
     /// Buffers this append sealed: the one it filled, and one sealed early to make room under
     /// the open-partitions cap.
@@ -202,7 +203,7 @@ impl BufferSet {
             batch_id: origin.batch_id,
             event_time_us,
         };
-        let (loc, frame) = self.ring.append(head, RowSource { values: row, refs });
+        let (loc, frame, hold) = self.ring.append(head, RowSource { values: row, refs });
         let added = frame as u64;
         let open = self.open.entry(key).or_insert_with(|| Open {
             locs: Vec::new(),
@@ -218,13 +219,16 @@ impl BufferSet {
         open.written_ns = now_ns;
         open.event_time_min_us = open.event_time_min_us.min(event_time_us);
         open.event_time_max_us = open.event_time_max_us.max(event_time_us);
-        let new_batch = open.provenance.note(origin.batch_id, origin.slot, origin.position);
+        open.provenance.note(origin.batch_id, origin.slot, origin.position);
         self.bytes += added;
         self.records += 1;
         if open.bytes >= self.policy.bytes_max || open.locs.len() as u64 >= self.policy.records_max {
             sealed.push(self.seal(key));
         }
-        Appended { new_batch, sealed }
+        Appended {
+            new_batch: hold,
+            sealed,
+        }
     }
 
     /// Seal the buffers that are due: by age (first record at least `flush_interval` old),
@@ -272,22 +276,54 @@ impl BufferSet {
         ColumnsBuilder::new(schema.clone(), types, rows)
     }
 
-    /// The records at `locs` as one record batch (the builder then starts over, sized for
-    /// `next_rows`).
-    pub fn build(&self, locs: &[Loc], cols: &mut ColumnsBuilder, next_rows: usize) -> RecordBatch {
+    /// Append the rows at `locs` (all in segment `locs[0].seg`, which must be in memory or
+    /// read back) to `cols`.
+    pub fn append_rows(&self, locs: &[Loc], cols: &mut ColumnsBuilder) -> Result<(), FrameError> {
         for l in locs {
-            cols.append(self.ring.row(*l));
+            cols.append(self.ring.row(*l)?);
         }
+        Ok(())
+    }
+
+    /// The records at `locs` as one record batch, all in memory (tests, benches).
+    pub fn build(&self, locs: &[Loc], cols: &mut ColumnsBuilder, next_rows: usize) -> RecordBatch {
+        self.append_rows(locs, cols).expect("records in memory read back");
         cols.finish(next_rows)
     }
 
-    /// The records of a sealed buffer are done with (encoded): free their ring space.
-    pub fn consume(&mut self, locs: &[Loc]) {
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    pub fn ring_mut(&mut self) -> &mut Ring {
+        &mut self.ring
+    }
+
+    /// The records at `locs` are encoded: their memory may go.
+    pub fn consume(&mut self, locs: &[Loc]) -> Effects {
+        let mut fx = Effects::default();
         for run in locs.chunk_by(|a, b| a.seg == b.seg) {
-            self.ring.consume(run[0].seg, run.len() as u32);
+            fx.merge(self.ring.consume(run[0].seg, run.len() as u32));
         }
         self.records -= locs.len() as u64;
+        fx
     }
+
+    /// Records of a file are durable in the lake: `(segment, count)` pairs from [`runs`].
+    pub fn durable(&mut self, runs: &[(u64, u32)]) -> Effects {
+        let mut fx = Effects::default();
+        for &(seg, n) in runs {
+            fx.merge(self.ring.durable(seg, n));
+        }
+        fx
+    }
+}
+
+/// `(segment, count)` of each run of consecutive locations in one segment.
+pub fn runs(locs: &[Loc]) -> Vec<(u64, u32)> {
+    locs.chunk_by(|a, b| a.seg == b.seg)
+        .map(|r| (r[0].seg, r.len() as u32))
+        .collect()
 }
 
 #[cfg(test)]

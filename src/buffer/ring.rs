@@ -24,7 +24,10 @@
 //! Freed buffers are pooled only while in-use plus pooled bytes stay within the budget, so the
 //! ring's memory never exceeds the budget plus one batch (and oversized one-record segments).
 
-use super::row::{access_trusted, archive_range, ArchivedRow, RowHead, RowSource, RowWriter, FRAME_ALIGN};
+use super::row::{
+    access_checked, access_trusted, archive_range, frame_at, ArchivedRow, FrameError, RowHead, RowSource, RowWriter,
+    FRAME_ALIGN,
+};
 use std::collections::VecDeque;
 
 /// Size of a ring segment.
@@ -80,13 +83,46 @@ impl std::fmt::Debug for Buf {
     }
 }
 
-#[derive(Debug)]
+/// A spilled segment read back from disk (glommio's `ReadResult`, or any byte view).
+pub type Readback = Box<dyn std::ops::Deref<Target = [u8]>>;
+
+enum Store {
+    Memory(Buf),
+    /// Spilled and no longer in memory; `Some` while the encoder reads it back.
+    Disk(Option<Readback>),
+    /// Every record consumed: nothing left to read.
+    Gone,
+}
+
+/// Life of a segment: records are written while it is the active (last) one; it is *closed*
+/// once a newer segment exists. Its memory goes when every record is consumed (encoded) or it
+/// is spilled; its batch holds go when every record so far is durable in the lake, or when it
+/// is spilled; it is *finished* — dropped, and its spill file deleted — once closed and every
+/// record is durable.
 struct Segment {
-    /// `None` once freed.
-    buf: Option<Buf>,
+    store: Store,
     used: usize,
-    /// Records written and not yet consumed.
-    live: u32,
+    written: u32,
+    consumed: u32,
+    durable: u32,
+    /// Batches with records here whose holds this segment still has.
+    held: Vec<u64>,
+    /// A copy is on disk (fsynced).
+    spilled: bool,
+}
+
+/// What an event asks of the caller: tracker holds to release and spill files to delete.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub release: Vec<u64>,
+    pub delete: Vec<u64>,
+}
+
+impl Effects {
+    pub fn merge(&mut self, other: Effects) {
+        self.release.extend(other.release);
+        self.delete.extend(other.delete);
+    }
 }
 
 /// The record ring of one core.
@@ -97,7 +133,7 @@ pub struct Ring {
     pool: Vec<Buf>,
     budget: u64,
     writer: RowWriter,
-    /// Bytes of the buffers of segments in use (not the pool).
+    /// Bytes of segment buffers and read-backs in memory (not the pool).
     bytes: u64,
 }
 
@@ -114,7 +150,7 @@ impl Ring {
         }
     }
 
-    /// Memory held by segments in use.
+    /// Memory held by segments (buffers and read-backs).
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -124,50 +160,58 @@ impl Ring {
         (self.pool.len() * SEGMENT_BYTES) as u64
     }
 
-    /// Segments holding records (the active one included).
-    pub fn segments_in_use(&self) -> usize {
-        self.segments.iter().filter(|s| s.buf.is_some()).count()
-    }
-
-    /// Id of the oldest segment still holding records, if any.
+    /// Id of the oldest segment with records in memory, if any.
     pub fn oldest(&self) -> Option<u64> {
         self.segments
             .iter()
-            .position(|s| s.buf.is_some())
+            .position(|s| matches!(s.store, Store::Memory(_)))
             .map(|i| self.first_id + i as u64)
     }
 
-    fn active_id(&self) -> Option<u64> {
-        (!self.segments.is_empty()).then(|| self.first_id + self.segments.len() as u64 - 1)
+    fn index(&self, id: u64) -> usize {
+        (id - self.first_id) as usize
     }
 
-    fn segment(&self, id: u64) -> &Segment {
-        &self.segments[(id - self.first_id) as usize]
+    fn closed(&self, id: u64) -> bool {
+        self.index(id) + 1 < self.segments.len()
     }
 
-    /// Archive one row; returns where it is and its frame's length.
-    pub fn append(&mut self, head: RowHead, src: RowSource) -> (Loc, usize) {
-        if let Some(id) = self.active_id() {
-            let seg = self.segments.back_mut().expect("active segment");
-            if let Some(buf) = seg.buf.as_mut() {
+    /// Archive one row; returns where it is, its frame's length, and whether the caller must
+    /// take a hold on its batch for this segment (its first record of that batch here).
+    pub fn append(&mut self, head: RowHead, src: RowSource) -> (Loc, usize, bool) {
+        let active = self.first_id + self.segments.len() as u64;
+        if let Some(seg) = self.segments.back_mut() {
+            if let Store::Memory(buf) = &mut seg.store {
                 if let Some(n) = self.writer.write(&mut buf[seg.used..], head, src) {
-                    let off = seg.used as u32;
+                    let id = active - 1;
+                    let loc = Loc {
+                        seg: id,
+                        off: seg.used as u32,
+                    };
                     seg.used += n;
-                    seg.live += 1;
-                    return (Loc { seg: id, off }, n);
+                    seg.written += 1;
+                    let hold = seg.held.last() != Some(&head.batch_id);
+                    if hold {
+                        seg.held.push(head.batch_id);
+                    }
+                    return (loc, n, hold);
                 }
             }
         }
-        let full = self.active_id();
+        let full = (!self.segments.is_empty()).then(|| self.first_id + self.segments.len() as u64 - 1);
         let mut size = SEGMENT_BYTES;
-        let loc = loop {
+        let (loc, n) = loop {
             let mut buf = self.take_buffer(size);
             if let Some(n) = self.writer.write(&mut buf, head, src) {
                 let id = self.first_id + self.segments.len() as u64;
                 self.segments.push_back(Segment {
-                    buf: Some(buf),
+                    store: Store::Memory(buf),
                     used: n,
-                    live: 1,
+                    written: 1,
+                    consumed: 0,
+                    durable: 0,
+                    held: vec![head.batch_id],
+                    spilled: false,
                 });
                 break (Loc { seg: id, off: 0 }, n);
             }
@@ -175,11 +219,14 @@ impl Ring {
             self.give_back(buf);
             size *= 2;
         };
-        // The full segment is closed now; free it if everything in it is already consumed.
+        // The previous segment is closed now: its memory may go. (Its holds went when its
+        // records became durable, and only closed segments are spilled, so closing has no
+        // other effect.)
         if let Some(id) = full {
-            self.maybe_free(id);
+            let fx = self.settle(id);
+            debug_assert_eq!(fx, Effects::default());
         }
-        loc
+        (loc, n, true)
     }
 
     fn take_buffer(&mut self, size: usize) -> Buf {
@@ -201,42 +248,152 @@ impl Ring {
         }
     }
 
-    /// The archived row at `loc`.
-    pub fn row(&self, loc: Loc) -> &ArchivedRow<'static> {
-        let buf = self
-            .segment(loc.seg)
-            .buf
-            .as_ref()
-            .expect("reading a record of a freed segment");
-        let range = archive_range(buf, loc.off as usize);
-        // SAFETY: `loc` came from `append`, which wrote this frame with `RowWriter::write` into
-        // this 16-aligned buffer at a 16-aligned offset, and buffers are not reused before every
-        // record in them was consumed: the range is exactly that frame's archive. (Memory is
-        // trusted; frames read back from disk go through `frame_at` and `access_checked`.)
-        unsafe { access_trusted(&buf[range]) }
-    }
-
-    /// `count` records of segment `seg` are done with (encoded, or durable).
-    pub fn consume(&mut self, seg: u64, count: u32) {
-        let s = &mut self.segments[(seg - self.first_id) as usize];
-        assert!(s.live >= count, "consuming more records of segment {seg} than it holds");
-        s.live -= count;
-        self.maybe_free(seg);
-    }
-
-    /// Free segment `id` if it is closed (not the active one) and all its records are consumed.
-    fn maybe_free(&mut self, id: u64) {
-        let i = (id - self.first_id) as usize;
-        if i + 1 == self.segments.len() || self.segments[i].live > 0 {
-            return;
+    /// The archived row at `loc`. A spilled segment must have been read back first
+    /// ([`Self::needs_readback`]); its frames are checked (length, CRC32C, archive validity).
+    pub fn row(&self, loc: Loc) -> Result<&ArchivedRow<'static>, FrameError> {
+        let seg = &self.segments[self.index(loc.seg)];
+        match &seg.store {
+            Store::Memory(buf) => {
+                let range = archive_range(buf, loc.off as usize);
+                // SAFETY: `loc` came from `append`, which wrote this frame with
+                // `RowWriter::write` into this 16-aligned buffer at a 16-aligned offset, and a
+                // buffer is not reused before every record in it was consumed: the range is
+                // exactly that frame's archive. (Memory is trusted; frames read back from disk
+                // are checked below.)
+                Ok(unsafe { access_trusted(&buf[range]) })
+            }
+            Store::Disk(Some(rb)) => {
+                let at = loc.off as usize;
+                let (range, _) = frame_at(rb, at)?.ok_or(FrameError::Truncated {
+                    at,
+                    len: 0,
+                    end: rb.len(),
+                })?;
+                access_checked(&rb[range], at)
+            }
+            Store::Disk(None) => panic!("segment {} read before it was read back", loc.seg),
+            Store::Gone => panic!("segment {} read after all its records were consumed", loc.seg),
         }
-        if let Some(buf) = self.segments[i].buf.take() {
+    }
+
+    /// Whether segment `seg` is on disk only and must be read back before [`Self::row`].
+    pub fn needs_readback(&self, seg: u64) -> bool {
+        matches!(self.segments[self.index(seg)].store, Store::Disk(None))
+    }
+
+    /// Bytes of segment `seg`'s records (what a spill file holds after its header).
+    pub fn used(&self, seg: u64) -> usize {
+        self.segments[self.index(seg)].used
+    }
+
+    pub fn set_readback(&mut self, seg: u64, rb: Readback) {
+        let i = self.index(seg);
+        assert!(matches!(self.segments[i].store, Store::Disk(None)));
+        self.bytes += rb.len() as u64;
+        self.segments[i].store = Store::Disk(Some(rb));
+    }
+
+    /// Drop a read-back (the file stays; it is read again if needed).
+    pub fn evict_readback(&mut self, seg: u64) {
+        let i = self.index(seg);
+        if let Store::Disk(Some(rb)) = &self.segments[i].store {
+            self.bytes -= rb.len() as u64;
+            self.segments[i].store = Store::Disk(None);
+        }
+    }
+
+    /// `count` records of segment `seg` are encoded: their memory is no longer needed.
+    pub fn consume(&mut self, seg: u64, count: u32) -> Effects {
+        let i = self.index(seg);
+        let s = &mut self.segments[i];
+        assert!(
+            s.consumed + count <= s.written,
+            "consuming more records of segment {seg} than it holds"
+        );
+        s.consumed += count;
+        self.settle(seg)
+    }
+
+    /// `count` records of segment `seg` are durable in the lake.
+    pub fn durable(&mut self, seg: u64, count: u32) -> Effects {
+        let i = self.index(seg);
+        let s = &mut self.segments[i];
+        assert!(
+            s.durable + count <= s.written,
+            "more records of segment {seg} durable than it holds"
+        );
+        s.durable += count;
+        self.settle(seg)
+    }
+
+    /// The oldest closed segment still in memory with records not yet encoded: what to spill
+    /// first. Returns its id and its records' bytes.
+    pub fn spill_candidate(&self) -> Option<(u64, &[u8])> {
+        let last = self.segments.len().checked_sub(1)?;
+        self.segments
+            .iter()
+            .take(last)
+            .enumerate()
+            .find_map(|(i, s)| match &s.store {
+                Store::Memory(buf) if !s.spilled && s.consumed < s.written => {
+                    Some((self.first_id + i as u64, &buf[..s.used]))
+                }
+                _ => None,
+            })
+    }
+
+    /// Segment `seg` is on disk (fsynced): its memory and its batch holds go.
+    pub fn spilled(&mut self, seg: u64) -> Effects {
+        let i = self.index(seg);
+        let s = &mut self.segments[i];
+        s.spilled = true;
+        let mut fx = Effects {
+            release: std::mem::take(&mut s.held),
+            delete: Vec::new(),
+        };
+        if let Store::Memory(_) = s.store {
+            let Store::Memory(buf) = std::mem::replace(&mut s.store, Store::Disk(None)) else {
+                unreachable!()
+            };
             self.give_back(buf);
         }
-        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.buf.is_none()) {
-            self.segments.pop_front();
-            self.first_id += 1;
+        let more = self.settle(seg);
+        fx.release.extend(more.release);
+        fx.delete.extend(more.delete);
+        fx
+    }
+
+    /// Apply what segment `seg`'s counts now allow; drop finished segments from the front.
+    fn settle(&mut self, seg: u64) -> Effects {
+        let mut fx = Effects::default();
+        let closed = self.closed(seg);
+        let i = self.index(seg);
+        let s = &mut self.segments[i];
+        if s.durable == s.written {
+            fx.release.append(&mut s.held);
         }
+        if closed && s.consumed == s.written && !matches!(s.store, Store::Gone) {
+            match std::mem::replace(&mut s.store, Store::Gone) {
+                Store::Memory(buf) => self.give_back(buf),
+                Store::Disk(Some(rb)) => self.bytes -= rb.len() as u64,
+                Store::Disk(None) | Store::Gone => {}
+            }
+        }
+        let s = &mut self.segments[i];
+        if closed && s.durable == s.written && s.spilled {
+            fx.delete.push(seg);
+            s.spilled = false;
+        }
+        while self.segments.len() > 1 {
+            let f = &self.segments[0];
+            if f.durable == f.written && matches!(f.store, Store::Gone) && !f.spilled {
+                self.segments.pop_front();
+                self.first_id += 1;
+            } else {
+                break;
+            }
+        }
+        fx
     }
 }
 
@@ -245,19 +402,7 @@ mod tests {
     use super::*;
     use crate::extract::value::{RecordRefs, StrRef, Val};
 
-    fn head(position: u64) -> RowHead {
-        RowHead {
-            source: 0,
-            table: 0,
-            slot: 0,
-            hour: 0,
-            position,
-            batch_id: 0,
-            event_time_us: 0,
-        }
-    }
-
-    fn append(ring: &mut Ring, position: u64, text: &str) -> (Loc, usize) {
+    fn append(ring: &mut Ring, batch: u64, text: &str) -> (Loc, usize, bool) {
         let refs = RecordRefs {
             nodes: &[],
             scratch: text,
@@ -266,8 +411,17 @@ mod tests {
             start: 0,
             len: text.len() as u32,
         })];
+        let head = RowHead {
+            source: 0,
+            table: 0,
+            slot: 0,
+            hour: 0,
+            position: batch,
+            batch_id: batch,
+            event_time_us: 0,
+        };
         ring.append(
-            head(position),
+            head,
             RowSource {
                 values: &values,
                 refs: &refs,
@@ -276,7 +430,7 @@ mod tests {
     }
 
     fn text(ring: &Ring, loc: Loc) -> String {
-        match &ring.row(loc).cells[0] {
+        match &ring.row(loc).unwrap().cells[0] {
             super::super::row::ArchivedCell::Str(s) => s.as_ref().to_string(),
             _ => panic!("a string cell"),
         }
@@ -292,38 +446,98 @@ mod tests {
     }
 
     #[test]
-    fn records_fill_segments_in_order_and_oversized_ones_get_their_own() {
+    fn oversized_records_get_a_segment_of_their_own_size() {
         let mut ring = Ring::new(64 << 20);
         let small = "s".repeat(1000);
         let big = "b".repeat(3 * SEGMENT_BYTES);
-        let (a, _) = append(&mut ring, 0, &small);
-        let (b, n) = append(&mut ring, 1, &big);
-        let (c, _) = append(&mut ring, 2, &small);
-        // The oversized record opened a segment of 4 MiB; the next record used its free tail.
+        let (a, _, _) = append(&mut ring, 0, &small);
+        let (b, n, _) = append(&mut ring, 1, &big);
+        let (c, _, _) = append(&mut ring, 2, &small);
+        // The oversized record opened a 4 MiB segment; the next record used its free tail.
         assert_eq!((a.seg, b.seg, c.seg), (0, 1, 1));
         assert!(n > 3 * SEGMENT_BYTES);
         assert_eq!(ring.bytes(), (SEGMENT_BYTES + 4 * SEGMENT_BYTES) as u64);
         assert_eq!(text(&ring, b).len(), big.len());
         assert_eq!(text(&ring, c), small);
-        assert_eq!(ring.row(c).head().position, 2);
+        assert_eq!(ring.row(c).unwrap().head().position, 2);
+        // Pooled on consume: segment 0, and the standard buffer the big record did not fit.
         ring.consume(0, 1);
-        assert_eq!(ring.oldest(), Some(1));
-        // Pooled: segment 0, and the standard buffer the oversized record did not fit in.
         assert_eq!(ring.pooled_bytes(), 2 * SEGMENT_BYTES as u64);
-        // Fill the oversized segment; once it is closed and consumed it is freed, not pooled.
-        let mut last = c;
-        while last.seg == 1 {
-            last = append(&mut ring, 3, &small).0;
+        assert_eq!(ring.oldest(), Some(1));
+    }
+
+    #[test]
+    fn holds_go_when_records_are_durable_and_memory_when_they_are_encoded() {
+        let mut ring = Ring::new(64 << 20);
+        let rec = "r".repeat(100_000);
+        let mut locs = Vec::new();
+        for batch in [7, 7, 8] {
+            locs.push(append(&mut ring, batch, &rec));
         }
-        assert_eq!(
-            ring.pooled_bytes(),
-            SEGMENT_BYTES as u64,
-            "the new segment came from the pool"
-        );
-        let in_big = ring.segment(1).live;
-        ring.consume(1, in_big);
+        assert_eq!(locs.iter().map(|l| l.2).collect::<Vec<_>>(), vec![true, false, true]);
+        // Encoded but not durable: the active segment keeps its memory and its holds.
+        assert_eq!(ring.consume(0, 3), Effects::default());
         assert_eq!(ring.bytes(), SEGMENT_BYTES as u64);
-        assert_eq!(ring.oldest(), Some(last.seg));
-        assert_eq!(ring.pooled_bytes(), SEGMENT_BYTES as u64);
+        assert_eq!(
+            ring.durable(0, 2),
+            Effects::default(),
+            "one record of batch 8 is not durable"
+        );
+        assert_eq!(
+            ring.durable(0, 1),
+            Effects {
+                release: vec![7, 8],
+                delete: vec![]
+            }
+        );
+        // Fill the segment so it closes; its memory goes once its records are consumed.
+        let mut n = 3;
+        while append(&mut ring, 9, &rec).0.seg == 0 {
+            n += 1;
+        }
+        ring.consume(0, n - 3);
+        assert_eq!(ring.bytes(), SEGMENT_BYTES as u64, "only the new active segment");
+        assert_eq!(ring.oldest(), Some(1));
+    }
+
+    #[test]
+    fn a_spilled_segment_releases_its_holds_reads_back_checked_and_is_deleted_when_durable() {
+        let mut ring = Ring::new(64 << 20);
+        let rec = "x".repeat(300_000);
+        let mut locs = Vec::new();
+        loop {
+            let (l, _, _) = append(&mut ring, 5, &rec);
+            if l.seg == 1 {
+                break;
+            }
+            locs.push(l);
+        }
+        let (seg, bytes) = ring.spill_candidate().expect("segment 0 is closed and unencoded");
+        assert_eq!(seg, 0);
+        let copy = bytes.to_vec();
+        assert_eq!(copy.len(), ring.used(0));
+        let fx = ring.spilled(0);
+        assert_eq!(fx.release, vec![5]);
+        assert!(ring.spill_candidate().is_none(), "the active segment is never spilled");
+        assert_eq!(ring.bytes(), SEGMENT_BYTES as u64);
+        assert!(ring.needs_readback(0));
+        // Read back (a 16-aligned copy, as a DMA read gives): rows are checked.
+        let mut aligned = Buf::zeroed(copy.len().next_multiple_of(FRAME_ALIGN));
+        aligned[..copy.len()].copy_from_slice(&copy);
+        ring.set_readback(0, Box::new(aligned));
+        assert_eq!(text(&ring, locs[1]), rec);
+        ring.evict_readback(0);
+        assert!(ring.needs_readback(0));
+        // A damaged read-back is an error, not a crash.
+        let mut bad = Buf::zeroed(copy.len().next_multiple_of(FRAME_ALIGN));
+        bad[..copy.len()].copy_from_slice(&copy);
+        bad[locs[1].off as usize + 40] ^= 1;
+        ring.set_readback(0, Box::new(bad));
+        assert!(matches!(ring.row(locs[1]), Err(FrameError::Checksum { .. })));
+        assert_eq!(ring.consume(0, locs.len() as u32), Effects::default());
+        assert!(!ring.needs_readback(0), "all consumed: nothing left to read");
+        let fx = ring.durable(0, locs.len() as u32);
+        assert_eq!(fx.delete, vec![0], "durable in the lake: the spill file goes");
+        assert!(fx.release.is_empty(), "the holds went at spill time");
     }
 }

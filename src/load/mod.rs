@@ -96,6 +96,9 @@ pub struct FileMeta {
     pub event_time_min_us: Option<i64>,
     pub event_time_max_us: Option<i64>,
     pub provenance: Provenance,
+    /// ETL files: `(ring segment, records)` it holds; when durable, the segments release the
+    /// batch holds (other zones release `provenance.batch_ids` directly).
+    pub ring: Vec<(u64, u32)>,
 }
 
 impl FileMeta {
@@ -111,6 +114,7 @@ impl FileMeta {
             event_time_min_us: None,
             event_time_max_us: None,
             provenance,
+            ring: Vec::new(),
         }
     }
 }

@@ -172,6 +172,8 @@ pub struct Pipeline {
     partitions: Vec<OwnedPartition>,
     work: Work,
     buffers: BufferSet,
+    /// Spill files to delete (their segments are finished).
+    spill_deletes: Vec<u64>,
     raw: RawSegments,
     quarantine: QuarantineFiles,
     audit: AuditLog,
@@ -197,6 +199,7 @@ impl Pipeline {
         Pipeline {
             work: Work::new(&plan),
             buffers: BufferSet::new(plan.seal, tables),
+            spill_deletes: Vec::new(),
             raw: RawSegments::new(plan.raw_segment_bytes_max, plan.raw_interval_ns),
             quarantine: QuarantineFiles::new(
                 plan.quarantine_zstd_level,
@@ -405,7 +408,26 @@ impl Pipeline {
 
     /// The encoder is done with these records of a sealed buffer.
     pub fn consume(&mut self, locs: &[crate::buffer::ring::Loc]) {
-        self.buffers.consume(locs);
+        let fx = self.buffers.consume(locs);
+        self.apply(fx);
+    }
+
+    /// Release the holds and queue the spill-file deletions a ring event asks for.
+    pub fn apply(&mut self, fx: crate::buffer::ring::Effects) {
+        for id in fx.release {
+            self.tracker.release(id);
+        }
+        self.spill_deletes.extend(fx.delete);
+    }
+
+    /// Spill files whose records are all durable in the lake: the core deletes them.
+    pub fn take_spill_deletes(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.spill_deletes)
+    }
+
+    /// Mutable access to the buffers (spill and read-back are driven by the core).
+    pub fn buffers_mut(&mut self) -> &mut BufferSet {
+        &mut self.buffers
     }
 
     /// Whether the core must stop fetching (its buffers are at their memory budget).
@@ -439,6 +461,7 @@ impl Pipeline {
                 event_time_min_us: Some(sealed.event_time_min_us),
                 event_time_max_us: Some(sealed.event_time_max_us),
                 provenance: sealed.provenance,
+                ring: crate::buffer::runs(&sealed.locs),
             },
             bytes,
         }
@@ -566,8 +589,13 @@ impl Pipeline {
             written_at_us: self.clock.now_us(),
         };
         self.audit.add_file(row, self.clock.monotonic_ns());
-        for id in f.provenance.batch_ids {
-            self.tracker.release(id);
+        if f.zone == Zone::Etl {
+            let fx = self.buffers.durable(&f.ring);
+            self.apply(fx);
+        } else {
+            for id in f.provenance.batch_ids {
+                self.tracker.release(id);
+            }
         }
     }
 }
