@@ -279,6 +279,12 @@ pub fn build_plan(
         audit_props: crate::load::parquet::writer_properties(&cfg.parquet, "_audit", 1),
         latency_sample_every: cfg.telemetry.latency_sample_every,
         checkpoints_enabled,
+        spill_dir: cfg
+            .buffer
+            .spill_dir
+            .clone()
+            .or_else(|| cfg.state.dir.as_ref().map(|d| d.join("spill"))),
+        spill_bytes_max: cfg.buffer.spill_bytes_max,
     }
 }
 
@@ -446,6 +452,17 @@ impl Engine {
             checkpoints.is_some(),
         ));
 
+        // Spill files a dead run left: into the lake (or left to replay) before any source
+        // resumes from its checkpoint.
+        let recovered = match &plan.spill_dir {
+            Some(root) => crate::buffer::recover::recover(root, &plan, &*self.store, checkpoints.as_deref())
+                .map_err(|e| EngineError(format!("recovering spill files: {e}")))?,
+            None => Default::default(),
+        };
+        for t in &recovered.torn {
+            eprintln!("level=warn msg={t:?}");
+        }
+
         // Placement: each partition to exactly one core, with its checkpoint.
         let mut assigned: Vec<Vec<Assigned>> = vec![Vec::new(); cpus.len()];
         let mut partitions = 0;
@@ -549,6 +566,7 @@ impl Engine {
             fatal,
             interrupted: self.stop.load(Ordering::SeqCst),
             latency_sample_every: cfg.telemetry.latency_sample_every,
+            recovered,
         })
     }
 }

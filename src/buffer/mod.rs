@@ -21,8 +21,10 @@
 //! each fetch ([`BufferSet::over_budget`], [`BufferSet::relieve`]); index memory is
 //! `size_of::<Loc>()` bytes per buffered record, counted in the budget.
 
+pub mod recover;
 pub mod ring;
 pub mod row;
+pub mod spill;
 
 use crate::extract::schema::ColumnType;
 use crate::extract::value::{RecordRefs, Val};

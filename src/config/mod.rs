@@ -59,6 +59,8 @@ pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 60_000;
 /// buffers at `flush_bytes_max` while the encoder works on others; above it a core stops
 /// fetching and seals the buffers holding its oldest records.
 pub const DEFAULT_MEMORY_BYTES_MAX: u64 = 256 * MIB;
+/// Per-core budget of spill files; with memory and spill both full, a core stops fetching.
+pub const DEFAULT_SPILL_BYTES_MAX: u64 = 4096 * MIB;
 /// Open partition buffers per core; opening one more seals the least recently written.
 pub const DEFAULT_OPEN_PARTITIONS_MAX: u64 = 1024;
 
@@ -404,6 +406,9 @@ pub struct BufferConfig {
     pub flush_interval_ms: u64,
     pub memory_bytes_max: u64,
     pub open_partitions_max: u64,
+    /// Where ring segments spill; default `<state.dir>/spill`. No spill without either.
+    pub spill_dir: Option<PathBuf>,
+    pub spill_bytes_max: u64,
 }
 
 impl Default for BufferConfig {
@@ -414,6 +419,8 @@ impl Default for BufferConfig {
             flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
             memory_bytes_max: DEFAULT_MEMORY_BYTES_MAX,
             open_partitions_max: DEFAULT_OPEN_PARTITIONS_MAX,
+            spill_dir: None,
+            spill_bytes_max: DEFAULT_SPILL_BYTES_MAX,
         }
     }
 }
@@ -620,6 +627,9 @@ impl Config {
         };
         join(&mut self.lake.dir);
         if let Some(d) = self.state.dir.as_mut() {
+            join(d);
+        }
+        if let Some(d) = self.buffer.spill_dir.as_mut() {
             join(d);
         }
         if let Some(f) = self.keys.file.as_mut() {

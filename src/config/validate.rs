@@ -168,6 +168,13 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
         bytes_human,
     );
     v.range_u64(
+        "buffer.spill_bytes_max",
+        c.buffer.spill_bytes_max,
+        16 * MIB,
+        1 << 50,
+        bytes_human,
+    );
+    v.range_u64(
         "buffer.open_partitions_max",
         c.buffer.open_partitions_max,
         1,

@@ -130,7 +130,7 @@ pub struct ParquetEncoder {
 
 #[derive(Debug, thiserror::Error)]
 #[error("parquet encode failed: {0}")]
-pub struct EncodeError(String);
+pub struct EncodeError(pub String);
 
 impl ParquetEncoder {
     pub fn try_new(schema: SchemaRef, props: WriterProperties) -> Result<ParquetEncoder, EncodeError> {

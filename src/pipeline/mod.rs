@@ -84,6 +84,9 @@ pub struct Plan {
     pub audit_props: WriterProperties,
     pub latency_sample_every: u32,
     pub checkpoints_enabled: bool,
+    /// Where ring segments spill (`None`: no spill; over budget, buffers are sealed early).
+    pub spill_dir: Option<std::path::PathBuf>,
+    pub spill_bytes_max: u64,
 }
 
 /// A partition owned by this core.
@@ -310,6 +313,8 @@ impl Pipeline {
         }
 
         self.counters.batches += 1;
+        let mem = self.buffers.memory_bytes();
+        self.counters.memory_bytes_peak = self.counters.memory_bytes_peak.max(mem);
         let row = FetchRow {
             run_id: self.plan.run_id.clone(),
             core: self.core as u32,
@@ -418,6 +423,23 @@ impl Pipeline {
             self.tracker.release(id);
         }
         self.spill_deletes.extend(fx.delete);
+    }
+
+    /// The header of the spill file of segment `seg` (`used` bytes of records).
+    pub fn spill_header(&self, seg: u64, used: usize) -> crate::buffer::spill::SpillHeader {
+        crate::buffer::spill::SpillHeader {
+            run_id: self.plan.run_id.clone(),
+            core: self.core,
+            segment: seg,
+            used: used as u64,
+            created_us: self.clock.now_us(),
+            slots: self
+                .partitions
+                .iter()
+                .map(|p| (self.plan.sources[p.source as usize].name.clone(), p.id.clone()))
+                .collect(),
+            tables: self.plan.tables.iter().map(|t| t.name.clone()).collect(),
+        }
     }
 
     /// Spill files whose records are all durable in the lake: the core deletes them.

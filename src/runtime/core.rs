@@ -15,6 +15,7 @@
 
 use super::clock::Clock;
 use super::edge::{Done, Job, IN_FLIGHT_JOBS_MAX};
+use crate::buffer::spill::SpillDir;
 use crate::buffer::Sealed;
 use crate::load::parquet::{ParquetEncoder, ENCODE_CHUNK_ROWS};
 use crate::pipeline::{InFlightFile, Output, Pipeline, Plan};
@@ -88,6 +89,8 @@ struct Ctx {
     outbox: Rc<RefCell<Outbox>>,
     errors: Rc<RefCell<Vec<String>>>,
     fatal: Rc<Cell<bool>>,
+    /// This core's spill directory (none: over budget, buffers are sealed early instead).
+    spill: Option<Rc<SpillDir>>,
 }
 
 impl Ctx {
@@ -222,14 +225,18 @@ impl Ctx {
         }
     }
 
-    /// Backpressure: while the core's buffers are at their memory budget, fetch nothing; seal
-    /// the buffers holding the oldest records and wait for the encoder to free them.
+    /// Backpressure: while the core's buffers are at their memory budget, fetch nothing. Spill
+    /// the oldest closed segment while the spill has room; else seal the buffers holding the
+    /// oldest records and wait for the encoder to free them.
     async fn admit(&self, out: &mut Vec<Output>, sealed: &LocalSender<(Sealed, String)>) {
         if !self.pipe.borrow().over_budget() {
             return;
         }
         let t0 = self.shared.clock.monotonic_ns();
         while self.pipe.borrow().over_budget() && !self.shared.stop.load(Ordering::Relaxed) {
+            if self.spill_one().await {
+                continue;
+            }
             let sealed_some = self.pipe.borrow_mut().relieve(out);
             self.dispatch(out, Some(sealed)).await;
             self.poll_acks();
@@ -238,6 +245,70 @@ impl Ctx {
             }
         }
         self.waited_since(t0);
+    }
+
+    /// Spill the oldest closed segment that still has unencoded records, if the spill has room.
+    /// Returns whether one was spilled.
+    async fn spill_one(&self) -> bool {
+        let Some(spill) = &self.spill else { return false };
+        let (header, records) = {
+            let pipe = self.pipe.borrow();
+            let Some((seg, bytes)) = pipe.buffers().ring().spill_candidate() else {
+                return false;
+            };
+            if !spill.has_room(bytes.len()) {
+                return false;
+            }
+            // The copy into the DMA buffer happens in `write`; this one keeps the ring free
+            // to change while the write is in flight (the encoder may consume the segment).
+            (pipe.spill_header(seg, bytes.len()), bytes.to_vec())
+        };
+        let seg = header.segment;
+        match spill.write(&header, &records).await {
+            Ok(()) => {
+                let mut pipe = self.pipe.borrow_mut();
+                let fx = pipe.buffers_mut().ring_mut().spilled(seg);
+                pipe.apply(fx);
+                pipe.counters.spill_writes += 1;
+                pipe.counters.spill_bytes_peak = pipe.counters.spill_bytes_peak.max(spill.bytes());
+                true
+            }
+            Err(e) => {
+                self.fail(format!("spilling segment {seg} failed, stopping the run: {e}"), true);
+                false
+            }
+        }
+    }
+
+    /// Read segment `seg` back from the spill if the ring needs it.
+    async fn read_back(&self, seg: u64) -> Result<(), String> {
+        let used = {
+            let pipe = self.pipe.borrow();
+            if !pipe.buffers().ring().needs_readback(seg) {
+                return Ok(());
+            }
+            pipe.buffers().ring().used(seg)
+        };
+        let spill = self
+            .spill
+            .as_ref()
+            .expect("a spilled segment implies a spill directory");
+        let rr = spill.read(seg, used).await.map_err(|e| e.to_string())?;
+        let mut pipe = self.pipe.borrow_mut();
+        pipe.buffers_mut().ring_mut().set_readback(seg, Box::new(rr));
+        pipe.counters.spill_reads += 1;
+        Ok(())
+    }
+
+    /// Delete the spill files whose records are all durable in the lake.
+    async fn delete_spilled(&self) {
+        let Some(spill) = &self.spill else { return };
+        let segs = self.pipe.borrow_mut().take_spill_deletes();
+        for seg in segs {
+            if let Err(e) = spill.remove(seg).await {
+                self.fail(format!("deleting spill file of segment {seg}: {e}"), false);
+            }
+        }
     }
 
     /// Wait until the edge has acknowledged everything this core submitted.
@@ -330,14 +401,23 @@ async fn encoder_task(ctx: Ctx, rx: local_channel::LocalReceiver<(Sealed, String
                 let t = clock.monotonic_ns();
                 let n = ENCODE_CHUNK_ROWS.min(rows - off);
                 let next = ENCODE_CHUNK_ROWS.min(rows - off - n);
-                let chunk = {
-                    // The chunk's records are in Arrow now: give their ring space back at once.
+                for run in sealed.locs[off..off + n].chunk_by(|a, b| a.seg == b.seg) {
+                    let seg = run[0].seg;
+                    if let Err(e) = ctx.read_back(seg).await {
+                        return Err(crate::load::parquet::EncodeError(format!(
+                            "reading spilled segment {seg}: {e}"
+                        )));
+                    }
+                    // The run's records are in Arrow now: give their ring space back at once.
                     let mut pipe = ctx.pipe.borrow_mut();
-                    let chunk = pipe.buffers().build(&sealed.locs[off..off + n], &mut cols, next);
-                    pipe.consume(&sealed.locs[off..off + n]);
-                    consumed = off + n;
-                    chunk
-                };
+                    pipe.buffers()
+                        .append_rows(run, &mut cols)
+                        .map_err(|e| crate::load::parquet::EncodeError(format!("spilled segment {seg}: {e}")))?;
+                    pipe.consume(run);
+                    pipe.buffers_mut().ring_mut().evict_readback(seg);
+                    consumed += run.len();
+                }
+                let chunk = cols.finish(next);
                 let enc = match &mut enc {
                     Some(e) => e,
                     None => {
@@ -380,6 +460,20 @@ pub async fn run(
     replies: Receiver<Done>,
 ) -> CoreReport {
     let pipe = Pipeline::new(shared.plan.clone(), core, shared.clock.clone());
+    let plan = &shared.plan;
+    let spill = match &plan.spill_dir {
+        Some(root) => match SpillDir::new(root, core, &plan.run_id, plan.spill_bytes_max) {
+            Ok(s) => Some(Rc::new(s)),
+            Err(e) => {
+                return CoreReport {
+                    errors: vec![format!("spill directory {}: {e}", root.display())],
+                    fatal: true,
+                    ..CoreReport::default()
+                }
+            }
+        },
+        None => None,
+    };
     let ctx = Ctx {
         shared: shared.clone(),
         pipe: Rc::new(RefCell::new(pipe)),
@@ -392,6 +486,7 @@ pub async fn run(
         })),
         errors: Rc::new(RefCell::new(Vec::new())),
         fatal: Rc::new(Cell::new(false)),
+        spill,
     };
     let (sealed_tx, sealed_rx) = local_channel::new_bounded(SEALED_QUEUE_MAX);
     let sealed_tx = Rc::new(sealed_tx);
@@ -415,6 +510,7 @@ pub async fn run(
                 ctx.pipe.borrow_mut().tick(&mut out);
                 ctx.dispatch(&mut out, Some(&*tx)).await;
                 ctx.poll_acks();
+                ctx.delete_spilled().await;
             }
         })
     };
@@ -435,6 +531,7 @@ pub async fn run(
     ctx.pipe.borrow_mut().flush_audit(&mut out);
     ctx.dispatch(&mut out, None).await;
     ctx.settle().await;
+    ctx.delete_spilled().await;
     ctx.publish();
 
     let mut pipe = ctx.pipe.borrow_mut();

@@ -122,8 +122,16 @@ pub struct Counters {
     pub rejected_by_rule: [u64; Rule::ALL.len()],
     /// Source errors (a partition that stopped on an I/O error).
     pub source_errors: u64,
-    /// Time tasks waited for downstream (a full encoder queue, the store's in-flight bound).
+    /// Time tasks waited for downstream (a full encoder queue, the store's in-flight bound,
+    /// the buffer memory budget).
     pub backpressure_ns: u64,
+    /// Ring segments spilled to disk and read back.
+    pub spill_writes: u64,
+    pub spill_reads: u64,
+    /// Highest bytes of buffered records in memory, and of spill files on disk (per core;
+    /// summed over cores in a report).
+    pub memory_bytes_peak: u64,
+    pub spill_bytes_peak: u64,
 }
 
 impl Counters {
@@ -143,6 +151,10 @@ impl Counters {
         }
         self.source_errors += o.source_errors;
         self.backpressure_ns += o.backpressure_ns;
+        self.spill_writes += o.spill_writes;
+        self.spill_reads += o.spill_reads;
+        self.memory_bytes_peak += o.memory_bytes_peak;
+        self.spill_bytes_peak += o.spill_bytes_peak;
     }
 }
 

@@ -22,6 +22,8 @@ pub struct RunReport {
     /// The run was drained by Ctrl-C / SIGTERM.
     pub interrupted: bool,
     pub latency_sample_every: u32,
+    /// What start-up recovered from spill files a previous run left.
+    pub recovered: crate::buffer::recover::Recovered,
 }
 
 /// `1234567` → `1,234,567`.
@@ -122,9 +124,27 @@ impl RunReport {
             thousands(self.records_per_s() as u64)
         ));
         s.push_str(&format!(
-            "  waiting     {:.2} s of task time blocked on downstream (encoder queue, store in-flight bound)\n",
+            "  waiting     {:.2} s of task time blocked on downstream (encoder queue, store in-flight bound, memory budget)\n",
             c.backpressure_ns as f64 / 1e9
         ));
+        s.push_str(&format!(
+            "  buffers     peak {} in memory   spill: {} segments written, {} read back, peak {} on disk\n",
+            bytes_human(c.memory_bytes_peak),
+            thousands(c.spill_writes),
+            thousands(c.spill_reads),
+            bytes_human(c.spill_bytes_peak)
+        ));
+        let r = &self.recovered;
+        if r.files > 0 {
+            s.push_str(&format!(
+                "  recovered   {} spill files: {} records to the lake in {} files, {} left to replay, {} torn tails cut\n",
+                thousands(r.files),
+                thousands(r.records_flushed),
+                thousands(r.lake_files),
+                thousands(r.records_replayed),
+                r.torn.len()
+            ));
+        }
         let rejected: Vec<String> = Rule::ALL
             .iter()
             .filter(|r| c.rejected_by_rule[r.index()] > 0)

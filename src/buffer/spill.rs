@@ -1,0 +1,202 @@
+//! Spill files: ring segments on local disk, written and read with glommio's DMA file API.
+//!
+//! Owns: one directory per core (`<buffer.spill_dir>/core-<k>/`), the files in it, and the
+//! byte count the spill budget (`buffer.spill_bytes_max`) is enforced with.
+//!
+//! File format (`<run id>-<segment id, 16 hex digits>.sgsp`), all integers little endian:
+//!
+//! ```text
+//! offset 0    8 bytes  magic "SGSPILL1"
+//! offset 8    u32      header length H (a multiple of 4096, the DMA alignment)
+//! offset 12   u32      JSON length J
+//! offset 16   J bytes  JSON: {"run_id", "core", "segment", "used", "created_us",
+//!                      "slots": [[source, partition id], …], "tables": [name, …]}
+//!             zero padding to H
+//! offset H    `used` bytes of record frames (format in `buffer::row`: 16-byte header with
+//!             length and CRC32C, the rkyv archive, padding), zero padding to 4096
+//! ```
+//!
+//! A frame's `slot` and `table` index the header's lists, so recovery knows each record's
+//! source partition (to compare with its checkpoint) and table without the run that wrote it.
+//!
+//! Durability: a file is written once (one DMA write), `fdatasync`ed, and its directory synced,
+//! before the ring counts the segment as spilled and releases the segment's batch holds. A crash
+//! mid-write leaves a file whose tail fails its frame checks; recovery cuts it there
+//! (`recover.rs`). Bounds: at most `buffer.spill_bytes_max` bytes of files per core.
+
+use glommio::io::{DmaFile, ReadResult};
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub const MAGIC: &[u8; 8] = b"SGSPILL1";
+/// DMA alignment of offsets and lengths.
+pub const ALIGN: usize = 4096;
+/// File name extension.
+pub const EXTENSION: &str = "sgsp";
+
+/// What a spill file says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpillHeader {
+    pub run_id: String,
+    pub core: usize,
+    pub segment: u64,
+    /// Bytes of record frames after the header.
+    pub used: u64,
+    pub created_us: i64,
+    /// Source name and partition id by slot.
+    pub slots: Vec<(String, String)>,
+    /// Table names by index.
+    pub tables: Vec<String>,
+}
+
+impl SpillHeader {
+    /// The header block: magic, lengths, JSON, zero padding to a multiple of [`ALIGN`].
+    pub fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("a header serialises");
+        let len = (16 + json.len()).next_multiple_of(ALIGN);
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&json);
+        out.resize(len, 0);
+        out
+    }
+
+    /// Parse the header at the start of a file; returns it and the header length.
+    pub fn decode(bytes: &[u8]) -> Result<(SpillHeader, usize), String> {
+        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+            return Err("not a spill file (bad magic)".into());
+        }
+        let len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+        let json = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+        if 16 + json > len || len > bytes.len() {
+            return Err(format!(
+                "header of {len} bytes (JSON {json}) runs past the file ({})",
+                bytes.len()
+            ));
+        }
+        let h: SpillHeader = serde_json::from_slice(&bytes[16..16 + json]).map_err(|e| format!("header JSON: {e}"))?;
+        Ok((h, len))
+    }
+}
+
+/// The spill directory of one core. Methods take `&self` so a core's tasks can share it across
+/// awaits; its bookkeeping uses short-lived cells.
+pub struct SpillDir {
+    dir: PathBuf,
+    run_id: String,
+    bytes_max: u64,
+    bytes: Cell<u64>,
+    /// Segment → (header length, file length).
+    files: RefCell<HashMap<u64, (usize, u64)>>,
+    writes: Cell<u64>,
+    reads: Cell<u64>,
+}
+
+impl SpillDir {
+    /// The directory of `core` under `root` (created).
+    pub fn new(root: &Path, core: usize, run_id: &str, bytes_max: u64) -> io::Result<SpillDir> {
+        let dir = root.join(format!("core-{core}"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(SpillDir {
+            dir,
+            run_id: run_id.to_string(),
+            bytes_max,
+            bytes: Cell::new(0),
+            files: RefCell::new(HashMap::new()),
+            writes: Cell::new(0),
+            reads: Cell::new(0),
+        })
+    }
+
+    pub fn path(&self, segment: u64) -> PathBuf {
+        self.dir.join(format!("{}-{segment:016x}.{EXTENSION}", self.run_id))
+    }
+
+    /// Bytes of spill files on disk.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.get()
+    }
+
+    /// (files written, files read back) so far.
+    pub fn io_counts(&self) -> (u64, u64) {
+        (self.writes.get(), self.reads.get())
+    }
+
+    /// Whether a segment of `used` bytes fits under the budget.
+    pub fn has_room(&self, used: usize) -> bool {
+        self.bytes.get() + (used.next_multiple_of(ALIGN) + ALIGN) as u64 <= self.bytes_max
+    }
+
+    /// Write one segment (header + `records`) durably: one DMA write, fdatasync, directory sync.
+    /// `records` is copied once, into the DMA buffer.
+    pub async fn write(&self, header: &SpillHeader, records: &[u8]) -> io::Result<()> {
+        let head = header.encode();
+        let total = head.len() + records.len().next_multiple_of(ALIGN);
+        let path = self.path(header.segment);
+        let file = DmaFile::create(&path).await.map_err(gerr)?;
+        let mut buf = file.alloc_dma_buffer(total);
+        let b = buf.as_bytes_mut();
+        b[..head.len()].copy_from_slice(&head);
+        b[head.len()..head.len() + records.len()].copy_from_slice(records);
+        b[head.len() + records.len()..].fill(0);
+        let written = file.write_at(buf, 0).await.map_err(gerr)?;
+        if written != total {
+            return Err(io::Error::other(format!(
+                "{}: short write {written} of {total}",
+                path.display()
+            )));
+        }
+        file.fdatasync().await.map_err(gerr)?;
+        file.close().await.map_err(gerr)?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        self.files
+            .borrow_mut()
+            .insert(header.segment, (head.len(), total as u64));
+        self.bytes.set(self.bytes.get() + total as u64);
+        self.writes.set(self.writes.get() + 1);
+        Ok(())
+    }
+
+    /// Read a segment's records back: one DMA read into an aligned buffer that the ring reads
+    /// in place (no copy).
+    pub async fn read(&self, segment: u64, used: usize) -> io::Result<ReadResult> {
+        let (head, _) = *self
+            .files
+            .borrow()
+            .get(&segment)
+            .ok_or_else(|| io::Error::other(format!("segment {segment} was not spilled")))?;
+        let file = DmaFile::open(&self.path(segment)).await.map_err(gerr)?;
+        let rr = file
+            .read_at_aligned(head as u64, used.next_multiple_of(ALIGN))
+            .await
+            .map_err(gerr)?;
+        file.close().await.map_err(gerr)?;
+        if rr.len() < used {
+            return Err(io::Error::other(format!(
+                "segment {segment}: read {} of {used} bytes",
+                rr.len()
+            )));
+        }
+        self.reads.set(self.reads.get() + 1);
+        Ok(rr)
+    }
+
+    /// Delete a segment's file (its records are durable in the lake).
+    pub async fn remove(&self, segment: u64) -> io::Result<()> {
+        let entry = self.files.borrow_mut().remove(&segment);
+        if let Some((_, len)) = entry {
+            glommio::io::remove(self.path(segment)).await.map_err(gerr)?;
+            self.bytes.set(self.bytes.get() - len);
+        }
+        Ok(())
+    }
+}
+
+fn gerr<T>(e: glommio::GlommioError<T>) -> io::Error {
+    io::Error::other(e.to_string())
+}
