@@ -378,3 +378,111 @@ interval_ms = 200
     // The restart replayed from the checkpoint, not from the beginning.
     assert!(total < 2 * records as usize, "{total} rows for {records} records");
 }
+
+#[test]
+fn sigkill_while_spilling_then_restart_recovers_the_spill_and_loses_nothing() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let lake = dir.path().join("lake");
+    let state = dir.path().join("state");
+    let config = dir.path().join("c.toml");
+    let (partitions, records) = (4u64, 200_000u64);
+    // 16 MiB of ring per core and buffers that never seal by size or age: the ring fills within
+    // a second or two and everything after goes through the spill.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[lake]
+dir = "{}"
+[state]
+dir = "{}"
+[keys]
+demo = true
+[[sources]]
+name = "generator"
+table = "events"
+[sources.generator]
+partitions = {partitions}
+records = {records}
+rate_per_s = 20000
+bad_ratio = 0.01
+start_time = "2026-11-26T10:00:00Z"
+[[tables]]
+name = "events"
+schema = "builtin:events"
+event_time = "ts"
+transforms = [{{ op = "ingest_metadata" }}]
+[partitioning]
+event_time_late_max_s = 315360000
+[buffer]
+memory_bytes_max = 16777216
+flush_bytes_max = 1073741824
+flush_interval_ms = 600000
+[raw]
+segment_interval_ms = 200
+[quarantine]
+interval_ms = 200
+[audit]
+interval_ms = 200
+"#,
+            lake.display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let spill = state.join("spill");
+    let spilled = || {
+        std::fs::read_dir(&spill)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|d| files(&d.path(), ".sgsp"))
+            .count()
+    };
+    // Kill it once segments are on disk and positions they cover have been checkpointed.
+    wait_for("spill files and a checkpoint", Duration::from_secs(60), || {
+        spilled() >= 4 && !files(&state.join("checkpoints"), ".json").is_empty()
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(spilled() > 0, "the killed run left spill files");
+    let before = etl_rows(&lake) + quarantine_lines(&lake).len();
+    assert!(
+        before < records as usize,
+        "killed mid-run ({before} of {records} landed)"
+    );
+
+    let (code, out, err) = run(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let recovered = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("recovered"))
+        .unwrap_or_else(|| panic!("no recovery line in\n{out}"));
+    assert!(!recovered.contains(" 0 records to the lake"), "{recovered}");
+    assert_eq!(spilled(), 0, "every spill file was recovered or finished and deleted");
+
+    let mut landed = std::collections::HashSet::new();
+    for f in files(&lake.join("etl"), ".parquet") {
+        for b in read_parquet(&f) {
+            for i in 0..b.num_rows() {
+                let p: u64 = str_at(&b, "_partition", i).unwrap().parse().unwrap();
+                landed.insert((p, i64_at(&b, "_position", i).unwrap() as u64));
+            }
+        }
+    }
+    for l in quarantine_lines(&lake) {
+        let p: u64 = l["partition"].as_str().unwrap().parse().unwrap();
+        landed.insert((p, l["position"].as_u64().unwrap()));
+    }
+    for p in 0..partitions {
+        for seq in 0..records / partitions {
+            assert!(landed.contains(&(p, seq)), "record ({p}, {seq}) was lost");
+        }
+    }
+}

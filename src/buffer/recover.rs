@@ -8,8 +8,8 @@
 //! when it was spilled), so it is written to the lake now; a record at or past the checkpoint
 //! is dropped from the file, because the source replays it. Then the file is deleted.
 //!
-//! Exactly once: the files written here have names derived from the spill file's run id and
-//! segment (`recovered-<run>-<segment>-<n>`), so recovering the same file twice (a crash during
+//! Exactly once: the files written here have names derived from the spill file's run id, core
+//! and segment (`recovered-<run>-c<core>-<segment>-<n>`), so recovering the same file twice (a crash during
 //! recovery) overwrites the same objects instead of adding copies.
 //!
 //! Known gap: a file whose records had already reached the lake in a durable ETL file, when the
@@ -149,7 +149,10 @@ pub fn recover(
                 &source_name,
                 table_name,
                 hour,
-                &format!("recovered-{}-{:016x}-{n}", header.run_id, header.segment),
+                &format!(
+                    "recovered-{}-c{}-{:016x}-{n}",
+                    header.run_id, header.core, header.segment
+                ),
             );
             store.put(&key, &file).map_err(|e| e.to_string())?;
             done.lake_files += 1;

@@ -303,3 +303,113 @@ fn routes_drop_and_quarantine_and_the_fetch_row_counts_them() {
 fn bytes_of(b: &[u8]) -> bytes::Bytes {
     bytes::Bytes::from(b.to_vec())
 }
+
+/// A spill file of segment `seg` of the harness's ring, as `SpillDir::write` lays it out.
+fn spill_file(h: &Harness, seg: u64) -> Vec<u8> {
+    let ring = h.pipe.buffers().ring();
+    let used = ring.used(seg);
+    let (s, records) = ring.spill_candidate().expect("a closed segment");
+    assert_eq!(s, seg);
+    let head = h.pipe.spill_header(seg, used).encode();
+    let mut out = vec![0; crate::buffer::spill::file_len(head.len(), used)];
+    crate::buffer::spill::lay_out(&head, records, &mut out);
+    out
+}
+
+#[test]
+fn recovery_flushes_whole_records_below_the_checkpoint_once_and_cuts_a_torn_tail() {
+    use crate::buffer::recover::recover;
+    use crate::buffer::row::{access_checked, frame_at};
+    use crate::store::{CheckpointStore, LocalCheckpoints, LocalDirStore, ObjectStore};
+    let c = config(3000, 0.0);
+    let mut h = harness(&c);
+    let out = h.run_all();
+    assert!(
+        out.iter().all(|o| !matches!(o, Output::Etl { .. })),
+        "everything still buffered"
+    );
+    let file = spill_file(&h, 0);
+
+    // The records in the file, by (slot, position), read independently of recovery.
+    let (header, head_len) = crate::buffer::spill::SpillHeader::decode(&file).unwrap();
+    let mut region = crate::buffer::ring::Buf::zeroed(header.used as usize);
+    region.copy_from_slice(&file[head_len..head_len + header.used as usize]);
+    let mut rows = Vec::new();
+    let mut at = 0;
+    while let Some((range, next)) = frame_at(&region, at).unwrap() {
+        let head = access_checked(&region[range], at).unwrap().head();
+        rows.push((head.slot, head.position));
+        at = next;
+    }
+    assert!(rows.len() > 100, "{} records in a 1 MiB segment", rows.len());
+
+    // Checkpoint partition 0 in the middle of its records in the file; partition 1 not at all.
+    let mid = rows
+        .iter()
+        .filter(|r| r.0 == 0)
+        .map(|r| r.1)
+        .nth(20)
+        .expect("partition 0 records");
+    let dir = tempfile::tempdir().unwrap();
+    let cps = LocalCheckpoints::new(&dir.path().join("state"));
+    let ids: Vec<String> = header.slots.iter().map(|s| s.1.clone()).collect();
+    cps.save(&[crate::store::checkpoint::Checkpoint {
+        source: header.slots[0].0.clone(),
+        partition: ids[0].clone(),
+        next_position: mid,
+    }])
+    .unwrap();
+    let below = rows.iter().filter(|r| r.0 == 0 && r.1 < mid).count() as u64;
+
+    // Two files: the whole one, and the same records as core 1's, torn in its 31st frame.
+    let spill = dir.path().join("spill");
+    std::fs::create_dir_all(spill.join("core-0")).unwrap();
+    std::fs::write(spill.join("core-0/a-0000000000000000.sgsp"), &file).unwrap();
+    let mut torn = {
+        let mut h1 = header.clone();
+        h1.core = 1;
+        let head = h1.encode();
+        assert_eq!(head.len(), head_len);
+        let mut out = file.clone();
+        out[..head_len].copy_from_slice(&head);
+        out
+    };
+    let cut = {
+        let mut at = 0;
+        for _ in 0..30 {
+            at = frame_at(&region, at).unwrap().unwrap().1;
+        }
+        head_len + at + 40
+    };
+    torn[cut] ^= 0xff;
+    std::fs::create_dir_all(spill.join("core-1")).unwrap();
+    std::fs::write(spill.join("core-1/b-0000000000000001.sgsp"), &torn).unwrap();
+
+    let lake = LocalDirStore::new(&dir.path().join("lake"), false).unwrap();
+    let r = recover(&spill, &h.pipe.plan, &lake, Some(&cps)).unwrap();
+    let below_torn = rows[..30].iter().filter(|r| r.0 == 0 && r.1 < mid).count() as u64;
+    assert_eq!(r.files, 2);
+    assert_eq!(r.records_flushed, below + below_torn);
+    assert_eq!(r.records_replayed, (rows.len() as u64 - below) + (30 - below_torn));
+    assert_eq!(r.torn.len(), 1, "{:?}", r.torn);
+    assert!(r.torn[0].contains("checksum"), "{}", r.torn[0]);
+    assert!(
+        crate::buffer::recover::spill_files(&spill).is_empty(),
+        "recovered files are deleted"
+    );
+
+    let count_rows = || -> u64 {
+        lake.list("etl/")
+            .unwrap()
+            .iter()
+            .map(|k| crate::load::parquet::footer_rows(&lake.get(k).unwrap().unwrap()).unwrap() as u64)
+            .sum()
+    };
+    assert_eq!(count_rows(), below + below_torn);
+
+    // Recovering the same file again (a crash during recovery) writes the same objects.
+    std::fs::write(spill.join("core-0/a-0000000000000000.sgsp"), &file).unwrap();
+    let again = recover(&spill, &h.pipe.plan, &lake, Some(&cps)).unwrap();
+    assert_eq!(again.records_flushed, below);
+    assert_eq!(count_rows(), below + below_torn, "no duplicates");
+}
