@@ -486,3 +486,140 @@ interval_ms = 200
         }
     }
 }
+
+/// Peak resident set of a finished child, from wait4(2), in bytes.
+fn wait_peak_rss(child: &mut std::process::Child) -> (i32, u64) {
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zero is a valid value for every field.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child's pid with valid pointers to a status and a rusage.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64 * 1024)
+}
+
+/// RAW segment size in the memory-budget test: RAW segments are memory outside the ring's
+/// budget (one open per source partition, up to two spares per core; see the README).
+const RAW_SEGMENT_BYTES: u64 = 4 << 20;
+/// What the memory-budget test allows above `buffer.memory_bytes_max` (stated in the README):
+/// the binary, its allocator and glommio's I/O memory, the RAW segments (4 partitions × 4 MiB
+/// open, 2 spares of 6 MiB), the encoder's Arrow chunk and Parquet files in flight.
+const RSS_OVERHEAD_BYTES: u64 = 128 << 20;
+
+#[test]
+fn ten_thousand_partitions_through_a_64_mib_budget_stay_in_memory_and_land_exactly_once() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let lake = dir.path().join("lake");
+    let state = dir.path().join("state");
+    let config = dir.path().join("c.toml");
+    let budget: u64 = 64 << 20;
+    // Two sources × event times spread over a year: ~17,000 (source, table, dt, hr) buffers,
+    // all open at once (the cap is above that), on one core.
+    let per_source = 60_000u64;
+    let source = |name: &str| {
+        format!(
+            r#"
+[[sources]]
+name = "{name}"
+table = "events"
+[sources.generator]
+partitions = 2
+records = {per_source}
+bad_ratio = 0.0
+event_time_spread_s = 31536000
+start_time = "2026-11-26T10:00:00Z"
+"#
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[runtime]
+cores = [0]
+[lake]
+dir = "{}"
+fsync = false
+[state]
+dir = "{}"
+[keys]
+demo = true
+{}{}
+[[tables]]
+name = "events"
+schema = "builtin:events"
+event_time = "ts"
+transforms = [{{ op = "ingest_metadata" }}]
+[partitioning]
+event_time_late_max_s = 315360000
+[buffer]
+memory_bytes_max = {budget}
+open_partitions_max = 20000
+[raw]
+segment_bytes_max = {raw}
+"#,
+            lake.display(),
+            state.display(),
+            source("a"),
+            source("b"),
+            raw = RAW_SEGMENT_BYTES,
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--no-progress", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let (code, rss) = wait_peak_rss(&mut child);
+    assert_eq!(code, 0, "{out}");
+    eprintln!("peak RSS {} MiB (budget {} MiB)\n{out}", rss >> 20, budget >> 20);
+    assert!(out.contains("spill:"), "{out}");
+    assert!(
+        !out.contains("spill: 0 segments written"),
+        "the budget forced a spill: {out}"
+    );
+    assert!(
+        rss <= budget + RSS_OVERHEAD_BYTES,
+        "peak RSS {} MiB above {} MiB budget + {} MiB overhead\n{out}",
+        rss >> 20,
+        budget >> 20,
+        RSS_OVERHEAD_BYTES >> 20
+    );
+
+    let mut seen = std::collections::HashMap::new();
+    let mut hours = std::collections::HashSet::new();
+    for f in files(&lake.join("etl"), ".parquet") {
+        let path = f.display().to_string();
+        for b in read_parquet(&f) {
+            for i in 0..b.num_rows() {
+                let key = (
+                    str_at(&b, "_source", i).unwrap(),
+                    str_at(&b, "_partition", i).unwrap(),
+                    i64_at(&b, "_position", i).unwrap(),
+                );
+                hours.insert((
+                    key.0.clone(),
+                    path.split("/dt=")
+                        .nth(1)
+                        .unwrap()
+                        .split('/')
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                ));
+                *seen.entry(key).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(seen.len() as u64, 2 * per_source, "every record landed");
+    assert!(seen.values().all(|&n| n == 1), "no record landed twice");
+    assert!(
+        hours.len() >= 10_000,
+        "{} distinct (source, dt, hr) partitions",
+        hours.len()
+    );
+}

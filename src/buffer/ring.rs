@@ -32,11 +32,12 @@ use std::collections::VecDeque;
 
 /// Size of a ring segment.
 pub const SEGMENT_BYTES: usize = 1 << 20;
-/// Where a record is: segment id and byte offset of its frame.
+/// Where a record is: segment id, byte offset and length of its frame (16 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loc {
     pub seg: u64,
     pub off: u32,
+    pub len: u32,
 }
 
 /// A segment's memory: 16-byte aligned, zero-initialised by the allocator (a fresh
@@ -88,8 +89,9 @@ pub type Readback = Box<dyn std::ops::Deref<Target = [u8]>>;
 
 enum Store {
     Memory(Buf),
-    /// Spilled and no longer in memory; `Some` while the encoder reads it back.
-    Disk(Option<Readback>),
+    /// Spilled and no longer in memory; `Some((start, bytes))` while the encoder reads back the
+    /// window of the segment's records that starts at byte `start`.
+    Disk(Option<(usize, Readback)>),
     /// Every record consumed: nothing left to read.
     Gone,
 }
@@ -187,6 +189,7 @@ impl Ring {
                     let loc = Loc {
                         seg: id,
                         off: seg.used as u32,
+                        len: n as u32,
                     };
                     seg.used += n;
                     seg.written += 1;
@@ -213,7 +216,14 @@ impl Ring {
                     held: vec![head.batch_id],
                     spilled: false,
                 });
-                break (Loc { seg: id, off: 0 }, n);
+                break (
+                    Loc {
+                        seg: id,
+                        off: 0,
+                        len: n as u32,
+                    },
+                    n,
+                );
             }
             // One record larger than a segment: a segment of its own, big enough.
             self.give_back(buf);
@@ -262,14 +272,16 @@ impl Ring {
                 // are checked below.)
                 Ok(unsafe { access_trusted(&buf[range]) })
             }
-            Store::Disk(Some(rb)) => {
-                let at = loc.off as usize;
+            Store::Disk(Some((start, rb))) => {
+                let at = (loc.off as usize)
+                    .checked_sub(*start)
+                    .expect("a location inside the read-back window");
                 let (range, _) = frame_at(rb, at)?.ok_or(FrameError::Truncated {
-                    at,
+                    at: loc.off as usize,
                     len: 0,
-                    end: rb.len(),
+                    end: start + rb.len(),
                 })?;
-                access_checked(&rb[range], at)
+                access_checked(&rb[range], loc.off as usize)
             }
             Store::Disk(None) => panic!("segment {} read before it was read back", loc.seg),
             Store::Gone => panic!("segment {} read after all its records were consumed", loc.seg),
@@ -286,17 +298,19 @@ impl Ring {
         self.segments[self.index(seg)].used
     }
 
-    pub fn set_readback(&mut self, seg: u64, rb: Readback) {
+    /// Install a read-back of segment `seg`'s records from byte `start` on (a multiple of 16).
+    pub fn set_readback(&mut self, seg: u64, start: usize, rb: Readback) {
         let i = self.index(seg);
         assert!(matches!(self.segments[i].store, Store::Disk(None)));
+        assert!(start.is_multiple_of(FRAME_ALIGN));
         self.bytes += rb.len() as u64;
-        self.segments[i].store = Store::Disk(Some(rb));
+        self.segments[i].store = Store::Disk(Some((start, rb)));
     }
 
     /// Drop a read-back (the file stays; it is read again if needed).
     pub fn evict_readback(&mut self, seg: u64) {
         let i = self.index(seg);
-        if let Store::Disk(Some(rb)) = &self.segments[i].store {
+        if let Store::Disk(Some((_, rb))) = &self.segments[i].store {
             self.bytes -= rb.len() as u64;
             self.segments[i].store = Store::Disk(None);
         }
@@ -375,7 +389,7 @@ impl Ring {
         if closed && s.consumed == s.written && !matches!(s.store, Store::Gone) {
             match std::mem::replace(&mut s.store, Store::Gone) {
                 Store::Memory(buf) => self.give_back(buf),
-                Store::Disk(Some(rb)) => self.bytes -= rb.len() as u64,
+                Store::Disk(Some((_, rb))) => self.bytes -= rb.len() as u64,
                 Store::Disk(None) | Store::Gone => {}
             }
         }
@@ -524,7 +538,7 @@ mod tests {
         // Read back (a 16-aligned copy, as a DMA read gives): rows are checked.
         let mut aligned = Buf::zeroed(copy.len().next_multiple_of(FRAME_ALIGN));
         aligned[..copy.len()].copy_from_slice(&copy);
-        ring.set_readback(0, Box::new(aligned));
+        ring.set_readback(0, 0, Box::new(aligned));
         assert_eq!(text(&ring, locs[1]), rec);
         ring.evict_readback(0);
         assert!(ring.needs_readback(0));
@@ -532,7 +546,7 @@ mod tests {
         let mut bad = Buf::zeroed(copy.len().next_multiple_of(FRAME_ALIGN));
         bad[..copy.len()].copy_from_slice(&copy);
         bad[locs[1].off as usize + 40] ^= 1;
-        ring.set_readback(0, Box::new(bad));
+        ring.set_readback(0, 0, Box::new(bad));
         assert!(matches!(ring.row(locs[1]), Err(FrameError::Checksum { .. })));
         assert_eq!(ring.consume(0, locs.len() as u32), Effects::default());
         assert!(!ring.needs_readback(0), "all consumed: nothing left to read");

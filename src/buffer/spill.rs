@@ -171,28 +171,30 @@ impl SpillDir {
         Ok(())
     }
 
-    /// Read a segment's records back: one DMA read into an aligned buffer that the ring reads
-    /// in place (no copy).
-    pub async fn read(&self, segment: u64, used: usize) -> io::Result<ReadResult> {
+    /// Read back bytes `from..to` of a segment's records (widened to the DMA alignment; returns
+    /// the window's start): one DMA read into an aligned buffer that the ring reads in place
+    /// (no copy). Reading only the window a sealed buffer needs keeps many small buffers over
+    /// one segment from reading the whole segment each.
+    pub async fn read(&self, segment: u64, from: usize, to: usize) -> io::Result<(usize, ReadResult)> {
+        let start = from / ALIGN * ALIGN;
+        let len = to.next_multiple_of(ALIGN) - start;
         let (head, _) = *self
             .files
             .borrow()
             .get(&segment)
             .ok_or_else(|| io::Error::other(format!("segment {segment} was not spilled")))?;
         let file = DmaFile::open(&self.path(segment)).await.map_err(gerr)?;
-        let rr = file
-            .read_at_aligned(head as u64, used.next_multiple_of(ALIGN))
-            .await
-            .map_err(gerr)?;
+        let rr = file.read_at_aligned((head + start) as u64, len).await.map_err(gerr)?;
         file.close().await.map_err(gerr)?;
-        if rr.len() < used {
+        if rr.len() < to - start {
             return Err(io::Error::other(format!(
-                "segment {segment}: read {} of {used} bytes",
-                rr.len()
+                "segment {segment}: read {} of {} bytes at {start}",
+                rr.len(),
+                to - start
             )));
         }
         self.reads.set(self.reads.get() + 1);
-        Ok(rr)
+        Ok((start, rr))
     }
 
     /// Delete a segment's file (its records are durable in the lake).
@@ -252,14 +254,18 @@ mod tests {
             assert!(!spill.has_room(2_200_000), "a second segment would pass the budget");
             let on_disk = std::fs::read(spill.path(5)).unwrap();
             assert_eq!(SpillHeader::decode(&on_disk).unwrap().0, header(5, records.len()));
-            let back = spill.read(5, records.len()).await.unwrap();
+            let (start, back) = spill.read(5, 0, records.len()).await.unwrap();
+            assert_eq!(start, 0);
             assert_eq!(&back[..records.len()], &records[..]);
             assert_eq!(back.as_ptr() as usize % 16, 0, "aligned for the ring's frames");
-            assert_eq!(spill.io_counts(), (1, 1));
+            let (start, window) = spill.read(5, 10_000, 10_100).await.unwrap();
+            assert_eq!((start, window.len()), (8192, 4096));
+            assert_eq!(&window[10_000 - 8192..10_100 - 8192], &records[10_000..10_100]);
+            assert_eq!(spill.io_counts(), (1, 2));
             spill.remove(5).await.unwrap();
             assert!(!spill.path(5).exists());
             assert_eq!(spill.bytes(), 0);
-            assert!(spill.read(5, 10).await.is_err());
+            assert!(spill.read(5, 0, 10).await.is_err());
         });
     }
 }

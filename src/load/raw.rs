@@ -18,9 +18,9 @@ use std::collections::HashMap;
 /// A segment overshoots `segment_bytes_max` by at most one batch (plus an LZ4 block).
 const RAW_SEGMENT_SLACK_BYTES: usize = 2 << 20;
 /// Written segments' buffers kept per core for reuse. A fresh buffer costs a page fault and a
-/// zeroed page per 4 KiB it fills (12% of all CPU in a profile of the file path). A core has
-/// one open segment per partition it owns, and a few more with the store.
-pub const RAW_SPARE_BUFFERS_MAX: usize = 8;
+/// zeroed page per 4 KiB it fills (12% of all CPU in a profile of the file path); a spare is
+/// resident memory (up to a full segment), so only a few are kept (8 measured no faster).
+pub const RAW_SPARE_BUFFERS_MAX: usize = 2;
 
 pub struct SealedRaw {
     pub source: u16,

@@ -280,22 +280,22 @@ impl Ctx {
         }
     }
 
-    /// Read segment `seg` back from the spill if the ring needs it.
-    async fn read_back(&self, seg: u64) -> Result<(), String> {
-        let used = {
-            let pipe = self.pipe.borrow();
-            if !pipe.buffers().ring().needs_readback(seg) {
-                return Ok(());
-            }
-            pipe.buffers().ring().used(seg)
-        };
+    /// Read back the window of a spilled segment that holds `run` (locations in one segment,
+    /// in order), if the ring needs it.
+    async fn read_back(&self, run: &[crate::buffer::ring::Loc]) -> Result<(), String> {
+        let seg = run[0].seg;
+        if !self.pipe.borrow().buffers().ring().needs_readback(seg) {
+            return Ok(());
+        }
+        let last = run[run.len() - 1];
+        let (from, to) = (run[0].off as usize, (last.off + last.len) as usize);
         let spill = self
             .spill
             .as_ref()
             .expect("a spilled segment implies a spill directory");
-        let rr = spill.read(seg, used).await.map_err(|e| e.to_string())?;
+        let (start, rr) = spill.read(seg, from, to).await.map_err(|e| e.to_string())?;
         let mut pipe = self.pipe.borrow_mut();
-        pipe.buffers_mut().ring_mut().set_readback(seg, Box::new(rr));
+        pipe.buffers_mut().ring_mut().set_readback(seg, start, Box::new(rr));
         pipe.counters.spill_reads += 1;
         Ok(())
     }
@@ -403,7 +403,7 @@ async fn encoder_task(ctx: Ctx, rx: local_channel::LocalReceiver<(Sealed, String
                 let next = ENCODE_CHUNK_ROWS.min(rows - off - n);
                 for run in sealed.locs[off..off + n].chunk_by(|a, b| a.seg == b.seg) {
                     let seg = run[0].seg;
-                    if let Err(e) = ctx.read_back(seg).await {
+                    if let Err(e) = ctx.read_back(run).await {
                         return Err(crate::load::parquet::EncodeError(format!(
                             "reading spilled segment {seg}: {e}"
                         )));
