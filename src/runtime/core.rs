@@ -33,9 +33,11 @@ use std::time::Duration;
 
 /// How often age-based sealing and audit flushing are checked.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
-/// Sealed ETL buffers waiting for the encoder. Each is up to `flush_bytes_max`, so this bounds
-/// the memory between sealing and encoding at 2 buffers per core.
-pub const SEALED_QUEUE_MAX: usize = 2;
+/// Sealed ETL buffers waiting for the encoder. A sealed buffer is only the locations of its
+/// records, which stay in the ring (under its budget, or spilled), so a long queue costs no
+/// record memory: while the store is slow or down, cores keep taking input into the ring and the
+/// spill instead of stopping at the encoder. This bound only caps the queue's own bookkeeping.
+pub const SEALED_QUEUE_MAX: usize = 1024;
 /// How long a core sleeps while it waits for the edge (queue full, or draining).
 pub const EDGE_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
