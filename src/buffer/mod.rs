@@ -26,6 +26,9 @@ pub mod ring;
 pub mod row;
 pub mod spill;
 
+#[cfg(test)]
+mod model_tests;
+
 use crate::extract::schema::ColumnType;
 use crate::extract::value::{RecordRefs, Val};
 use crate::load::Provenance;
