@@ -5,6 +5,9 @@
 #   file          a pre-generated envelope file (1,000,000 records, 1% bad) → local lake
 #   file-no-raw   the same file with the RAW backup off (baseline: what RAW costs)
 #   file-no-fsync the same file with lake.fsync = false (baseline: what durability costs)
+#   embedded-spill the embedded default with a 16 MiB ring budget per core: most records spill
+#   *-baseline    with BASELINE_BIN set (another build of sluicegate, e.g. an older commit):
+#                 embedded and file through that binary, interleaved with the runs above
 # Usage: benches/e2e.sh [RUNS] (default 3). Writes under $WORK (default /tmp/sluicegate-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,19 +44,45 @@ TOML
 config "" > "$WORK/file.toml"
 config $'[raw]\nenabled = false' > "$WORK/file-no-raw.toml"
 { config ""; } | sed 's/^\[lake\]$/[lake]\nfsync = false/' > "$WORK/file-no-fsync.toml"
+cat > "$WORK/embedded-spill.toml" <<TOML
+[lake]
+dir = "$WORK/lake"
+[keys]
+demo = true
+[[sources]]
+name = "generator"
+table = "events"
+[sources.generator]
+records = 1000000
+[[tables]]
+name = "events"
+schema = "builtin:events"
+event_time = "ts"
+[buffer]
+memory_bytes_max = 16777216
+spill_dir = "$WORK/spill"
+TOML
 
 rate() { grep -o '[0-9,]* records/s' | tr -d ', records/s'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A results
+variants=(embedded file file-no-raw file-no-fsync embedded-spill)
+[ -n "${BASELINE_BIN:-}" ] && variants+=(embedded-baseline file-baseline)
 for i in $(seq "$RUNS"); do
     rm -rf "$WORK/lake"
     results[embedded]+="$("$BIN" run --no-progress --lake "$WORK/lake" | rate) "
-    for v in file file-no-raw file-no-fsync; do
-        rm -rf "$WORK/lake"
+    for v in file file-no-raw file-no-fsync embedded-spill; do
+        rm -rf "$WORK/lake" "$WORK/spill"
         results[$v]+="$("$BIN" run --no-progress --config "$WORK/$v.toml" | rate) "
     done
+    if [ -n "${BASELINE_BIN:-}" ]; then
+        rm -rf "$WORK/lake"
+        results[embedded-baseline]+="$("$BASELINE_BIN" run --no-progress --lake "$WORK/lake" | rate) "
+        rm -rf "$WORK/lake"
+        results[file-baseline]+="$("$BASELINE_BIN" run --no-progress --config "$WORK/file.toml" | rate) "
+    fi
 done
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
-for v in embedded file file-no-raw file-no-fsync; do
+for v in "${variants[@]}"; do
     printf '%-14s median %8s records/s   runs: %s\n' "$v" "$(tr ' ' '\n' <<<"${results[$v]}" | grep . | median)" "${results[$v]}"
 done

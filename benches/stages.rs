@@ -8,13 +8,20 @@
 //! - `parquet_encode`: a sealed buffer to a Parquet file — zstd(1) with dictionary (the
 //!   default) against uncompressed and against zstd(1) without dictionary;
 //! - `pipeline`: `Pipeline::process_batch`, every per-record stage with the RAW backup, no
-//!   encoding — against the same with RAW off.
+//!   encoding — against the same with RAW off;
+//! - `ring`: archiving processed rows into the record ring (`append`), and reading them back
+//!   into Arrow columns the way the encoder does (`read_to_arrow`);
+//! - `spill`: writing 1 MiB ring segments to spill files (DMA write + fdatasync + directory
+//!   sync) and reading them back (DMA read), in MB/s, on the disk under `target/`.
 //!
 //! Throughput is in records; the mean record size is printed so MB/s can be derived.
 //! Run: `cargo bench --bench stages`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use sluicegate::buffer::ring::Ring;
+use sluicegate::buffer::row::{ArchivedCell, ColumnsBuilder, RowSource};
 use sluicegate::config::Config;
+use sluicegate::extract::value::{RecordRefs, StrRef, Val};
 use sluicegate::extract::{envelope, flatten};
 use sluicegate::pipeline::{Output, Pipeline};
 use sluicegate::runtime::clock::FixedWallClock;
@@ -262,6 +269,167 @@ fn all(c: &mut Criterion) {
     bench_flatten_schema(c, &d);
     bench_pipeline(c, &d);
     bench_encode(c, &d);
+    bench_ring(c, &d);
+    bench_spill(c);
+}
+
+/// Rows of the first sealed buffer as plain values (owned text per row), to archive again.
+fn rows(d: &Data) -> (Vec<(String, Vec<Val>)>, Vec<sluicegate::buffer::row::RowHead>) {
+    let (mut p, mut out) = run_pipeline(d.plan.clone(), d, &batches(d));
+    p.seal_all(&mut out);
+    let sealed = out
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Etl { sealed, .. } => Some(sealed),
+            _ => None,
+        })
+        .unwrap();
+    let ring = p.buffers().ring();
+    let mut rows = Vec::new();
+    let mut heads = Vec::new();
+    for l in &sealed.locs {
+        let row = ring.row(*l).unwrap();
+        let mut scratch = String::new();
+        let vals = row
+            .cells
+            .iter()
+            .map(|c| match c {
+                ArchivedCell::Null => Val::Null,
+                ArchivedCell::Bool(b) => Val::Bool(*b),
+                ArchivedCell::I64(x) => Val::I64(x.to_native()),
+                ArchivedCell::F64(x) => Val::F64(x.to_native()),
+                ArchivedCell::Ts(x) => Val::Ts(x.to_native()),
+                ArchivedCell::Str(s) => {
+                    let start = scratch.len() as u32;
+                    scratch.push_str(s.as_ref());
+                    Val::Str(StrRef::Scratch {
+                        start,
+                        len: s.len() as u32,
+                    })
+                }
+            })
+            .collect();
+        rows.push((scratch, vals));
+        heads.push(row.head());
+    }
+    (rows, heads)
+}
+
+fn bench_ring(c: &mut Criterion, d: &Data) {
+    let (rows, heads) = rows(d);
+    let table = &d.plan.tables[0];
+    let types: Vec<_> = table.transforms.outputs.iter().map(|o| o.ty).collect();
+    let fill = |ring: &mut Ring| -> Vec<sluicegate::buffer::ring::Loc> {
+        rows.iter()
+            .zip(&heads)
+            .map(|((scratch, vals), head)| {
+                let refs = RecordRefs { nodes: &[], scratch };
+                ring.append(
+                    *head,
+                    RowSource {
+                        values: vals,
+                        refs: &refs,
+                    },
+                )
+                .0
+            })
+            .collect()
+    };
+    let mut probe = Ring::new(1 << 30);
+    let locs = fill(&mut probe);
+    println!(
+        "ring: {} rows, {:.0} archived bytes per row",
+        rows.len(),
+        locs.iter().map(|l| l.len as f64).sum::<f64>() / rows.len() as f64
+    );
+    let mut g = c.benchmark_group("ring");
+    g.throughput(Throughput::Elements(rows.len() as u64));
+    g.sample_size(20);
+    g.bench_function("append", |b| {
+        b.iter_batched(
+            || Ring::new(1 << 30),
+            |mut ring| black_box(fill(&mut ring).len()),
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("read_to_arrow", |b| {
+        b.iter(|| {
+            let mut cols = ColumnsBuilder::new(table.arrow_schema.clone(), &types, 8192);
+            let mut n = 0;
+            for chunk in locs.chunks(8192) {
+                for l in chunk {
+                    cols.append(probe.row(*l).unwrap());
+                }
+                n += cols.finish(8192).num_rows();
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+fn bench_spill(c: &mut Criterion) {
+    use sluicegate::buffer::spill::{SpillDir, SpillHeader};
+    const SEGMENTS: u64 = 64;
+    let segment: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR").to_string() + "/target").unwrap();
+    let root = dir.path().to_path_buf();
+    let header = |seg: u64| SpillHeader {
+        run_id: "bench".into(),
+        core: 0,
+        segment: seg,
+        used: segment.len() as u64,
+        created_us: 0,
+        slots: vec![("generator".into(), "0".into())],
+        tables: vec!["events".into()],
+    };
+    let mut g = c.benchmark_group("spill");
+    g.throughput(Throughput::Bytes(SEGMENTS * segment.len() as u64));
+    g.sample_size(10);
+    // Each sample runs in its own glommio executor (DMA files need one); only the I/O is timed.
+    let round = std::cell::Cell::new(0u64);
+    let in_executor = |iters: u64, read: bool| -> std::time::Duration {
+        let (root, segment, header) = (root.clone(), &segment, &header);
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .make()
+            .unwrap();
+        let first = round.get();
+        round.set(first + iters * SEGMENTS);
+        ex.run(async move {
+            let spill = SpillDir::new(&root, 0, "bench", u64::MAX).unwrap();
+            let mut elapsed = std::time::Duration::ZERO;
+            for i in 0..iters {
+                let segs: Vec<u64> = (0..SEGMENTS).map(|s| first + i * SEGMENTS + s).collect();
+                let t = std::time::Instant::now();
+                for &s in &segs {
+                    spill.write(&header(s), segment).await.unwrap();
+                }
+                if !read {
+                    elapsed += t.elapsed();
+                }
+                let t = std::time::Instant::now();
+                for &s in &segs {
+                    black_box(spill.read(s, 0, segment.len()).await.unwrap().1.len());
+                }
+                if read {
+                    elapsed += t.elapsed();
+                }
+                for &s in &segs {
+                    spill.remove(s).await.unwrap();
+                }
+            }
+            elapsed
+        })
+    };
+    g.bench_function("write_1mib_segments_fdatasync", |b| {
+        b.iter_custom(|iters| in_executor(iters, false))
+    });
+    g.bench_function("read_back_1mib_segments", |b| {
+        b.iter_custom(|iters| in_executor(iters, true))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, all);
