@@ -271,6 +271,7 @@ pub fn build_plan(
         },
         raw_enabled: cfg.raw.enabled,
         raw_segment_bytes_max: cfg.raw.segment_bytes_max,
+        raw_memory_bytes_max: cfg.raw.memory_bytes_max,
         raw_interval_ns: ms(cfg.raw.segment_interval_ms),
         quarantine_zstd_level: cfg.quarantine.zstd_level,
         quarantine_file_bytes_max: cfg.quarantine.file_bytes_max,

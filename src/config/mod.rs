@@ -87,6 +87,9 @@ pub const DEFAULT_PARQUET_DICTIONARY: bool = true;
 pub const DEFAULT_RAW_SEGMENT_BYTES_MAX: u64 = 16 * MIB;
 /// Roll a RAW segment at this age, so backfill material reaches the lake promptly.
 pub const DEFAULT_RAW_SEGMENT_INTERVAL_MS: u64 = 60_000;
+/// Per core: bytes of open RAW segments. Past it, the segment just written to is sealed early,
+/// so RAW memory does not grow with the number of source partitions a core owns.
+pub const DEFAULT_RAW_MEMORY_BYTES_MAX: u64 = 64 * MIB;
 
 /// zstd level of quarantine files (rare, small, kept long: favour ratio).
 pub const DEFAULT_QUARANTINE_ZSTD_LEVEL: i32 = 3;
@@ -463,6 +466,7 @@ pub struct RawConfig {
     pub enabled: bool,
     pub segment_bytes_max: u64,
     pub segment_interval_ms: u64,
+    pub memory_bytes_max: u64,
 }
 
 impl Default for RawConfig {
@@ -471,6 +475,7 @@ impl Default for RawConfig {
             enabled: true,
             segment_bytes_max: DEFAULT_RAW_SEGMENT_BYTES_MAX,
             segment_interval_ms: DEFAULT_RAW_SEGMENT_INTERVAL_MS,
+            memory_bytes_max: DEFAULT_RAW_MEMORY_BYTES_MAX,
         }
     }
 }

@@ -218,6 +218,13 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
         bytes_human,
     );
     v.range_u64(
+        "raw.memory_bytes_max",
+        c.raw.memory_bytes_max,
+        MIB,
+        1 << 40,
+        bytes_human,
+    );
+    v.range_u64(
         "raw.segment_interval_ms",
         c.raw.segment_interval_ms,
         100,

@@ -7,7 +7,10 @@
 //! they are and only probes now and then; plain-JSON sources still get LZ4's usual 2–4x.
 //!
 //! A segment is sealed at `raw.segment_bytes_max` compressed bytes or `raw.segment_interval_ms`
-//! of age. Its `dt`/`hr` are the ingest hour at which it was opened.
+//! of age, or early when the core's open segments together pass `raw.memory_bytes_max` (then
+//! the segment just written to is sealed: memory does not grow with the partitions a core
+//! owns). Bounds: open segments ≤ `raw.memory_bytes_max` + one batch, plus
+//! [`RAW_SPARE_BUFFERS_MAX`] spare buffers. Its `dt`/`hr` are the ingest hour at which it was opened.
 
 use super::lz4frame::Lz4FrameWriter;
 use super::Provenance;
@@ -47,16 +50,21 @@ pub struct RawSegments {
     bytes_max: u64,
     interval_ns: u64,
     open: HashMap<(u16, usize), Segment>,
+    /// Bytes of all open segments, and their cap.
+    open_bytes: u64,
+    open_bytes_max: u64,
     /// Buffers of written segments, at most [`RAW_SPARE_BUFFERS_MAX`].
     spare: Vec<Vec<u8>>,
 }
 
 impl RawSegments {
-    pub fn new(bytes_max: u64, interval_ns: u64) -> RawSegments {
+    pub fn new(bytes_max: u64, open_bytes_max: u64, interval_ns: u64) -> RawSegments {
         RawSegments {
             bytes_max,
             interval_ns,
             open: HashMap::new(),
+            open_bytes: 0,
+            open_bytes_max,
             spare: Vec::new(),
         }
     }
@@ -85,6 +93,7 @@ impl RawSegments {
     ) -> Option<SealedRaw> {
         let first_pos = batch.records.first()?.position;
         let capacity = self.segment_capacity();
+        let created = !self.open.contains_key(&(source, slot));
         let spare = &mut self.spare;
         let seg = self.open.entry((source, slot)).or_insert_with(|| {
             // Sized for a full segment up front: growing a tens-of-MiB vector by doubling
@@ -104,15 +113,19 @@ impl RawSegments {
                 provenance: Provenance::default(),
             }
         });
+        let before = if created { 0 } else { seg.enc.len() as u64 };
         for r in &batch.records {
             framing::write_frame(&mut seg.enc, batch.payload(r)).expect("writing to memory");
         }
+        // Compressing a block can shrink the segment: re-count it instead of adding a delta.
+        self.open_bytes = self.open_bytes - before + seg.enc.len() as u64;
         seg.provenance.note(batch_id, slot, first_pos);
         seg.provenance
             .note(batch_id, slot, batch.records.last().map_or(first_pos, |r| r.position));
         seg.records += batch.records.len() as u64;
         seg.last = batch.records.last().map_or(seg.last, |r| r.position);
-        (seg.enc.len() as u64 >= self.bytes_max).then(|| self.seal((source, slot)))
+        let full = seg.enc.len() as u64 >= self.bytes_max || self.open_bytes > self.open_bytes_max;
+        full.then(|| self.seal((source, slot)))
     }
 
     /// Seal what is due (see [`Due`]).
@@ -125,6 +138,7 @@ impl RawSegments {
 
     fn seal(&mut self, key: (u16, usize)) -> SealedRaw {
         let s = self.open.remove(&key).expect("sealing an open segment");
+        self.open_bytes -= s.enc.len() as u64;
         SealedRaw {
             source: key.0,
             slot: key.1,
@@ -146,7 +160,7 @@ mod tests {
 
     #[test]
     fn segments_read_back_with_a_standard_lz4_decoder() {
-        let mut raw = RawSegments::new(1 << 30, u64::MAX);
+        let mut raw = RawSegments::new(1 << 30, 1 << 30, u64::MAX);
         let mut batch = FetchBatch::default();
         batch.push(b"first", 10, None);
         batch.push(b"", 11, None);
@@ -172,7 +186,7 @@ mod tests {
 
     #[test]
     fn a_recycled_buffer_carries_the_next_segment() {
-        let mut raw = RawSegments::new(1 << 20, u64::MAX);
+        let mut raw = RawSegments::new(1 << 20, 1 << 30, u64::MAX);
         let mut batch = FetchBatch::default();
         batch.push(b"one", 1, None);
         raw.append(0, 0, &batch, 0, 0, 0);
@@ -194,8 +208,29 @@ mod tests {
     }
 
     #[test]
+    fn open_segments_of_many_partitions_stay_under_the_memory_cap() {
+        let cap = 64 * 1024;
+        let mut raw = RawSegments::new(1 << 30, cap, u64::MAX);
+        let mut batch = FetchBatch::default();
+        batch.push(&[7u8; 1000], 0, None);
+        let mut sealed = 0;
+        for i in 0..1000u64 {
+            let slot = (i % 50) as usize;
+            if raw.append(0, slot, &batch, i, 0, 0).is_some() {
+                sealed += 1;
+            }
+            assert!(raw.open_bytes <= cap + 2 * 1024, "{} open bytes", raw.open_bytes);
+        }
+        assert!(sealed > 0, "the cap sealed segments early");
+        let rest = raw.take(Due::All);
+        assert_eq!(raw.open_bytes, 0);
+        let records: u64 = rest.iter().map(|s| s.records).sum();
+        assert!(records > 0 && records < 1000);
+    }
+
+    #[test]
     fn seals_by_size_and_age() {
-        let mut raw = RawSegments::new(100, 1000);
+        let mut raw = RawSegments::new(100, 1 << 30, 1000);
         let mut batch = FetchBatch::default();
         batch.push(b"tiny", 0, None);
         assert!(raw.append(0, 0, &batch, 0, 0, 0).is_none());

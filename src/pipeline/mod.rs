@@ -76,6 +76,7 @@ pub struct Plan {
     pub seal: SealPolicy,
     pub raw_enabled: bool,
     pub raw_segment_bytes_max: u64,
+    pub raw_memory_bytes_max: u64,
     pub raw_interval_ns: u64,
     pub quarantine_zstd_level: i32,
     pub quarantine_file_bytes_max: u64,
@@ -203,7 +204,11 @@ impl Pipeline {
             work: Work::new(&plan),
             buffers: BufferSet::new(plan.seal, tables),
             spill_deletes: Vec::new(),
-            raw: RawSegments::new(plan.raw_segment_bytes_max, plan.raw_interval_ns),
+            raw: RawSegments::new(
+                plan.raw_segment_bytes_max,
+                plan.raw_memory_bytes_max,
+                plan.raw_interval_ns,
+            ),
             quarantine: QuarantineFiles::new(
                 plan.quarantine_zstd_level,
                 plan.quarantine_file_bytes_max,

@@ -129,7 +129,7 @@ fn framed_files_and_corrupt_tails() {
 fn raw_segments_read_back_and_resume() {
     use crate::load::raw::RawSegments;
     let dir = tempfile::tempdir().unwrap();
-    let mut raw = RawSegments::new(1 << 30, u64::MAX);
+    let mut raw = RawSegments::new(1 << 30, 1 << 30, u64::MAX);
     let mut batch = FetchBatch::default();
     for i in 0..100u64 {
         batch.push(format!("payload-{i}").as_bytes(), i, None);
