@@ -162,7 +162,9 @@ impl SpillDir {
         }
         file.fdatasync().await.map_err(gerr)?;
         file.close().await.map_err(gerr)?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        let dir = glommio::io::Directory::open(&self.dir).await.map_err(gerr)?;
+        dir.sync().await.map_err(gerr)?;
+        dir.close().await.map_err(gerr)?;
         self.files
             .borrow_mut()
             .insert(header.segment, (head.len(), total as u64));
