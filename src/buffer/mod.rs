@@ -245,8 +245,8 @@ impl BufferSet {
             .collect()
     }
 
-    /// Over budget: seal the buffers that hold records of the oldest ring segment, so that
-    /// encoding them frees it. Returns nothing when no open buffer holds any (everything in the
+    /// Over budget: seal the buffers that hold records of the oldest ring segment still in
+    /// memory, so that encoding them frees it. Returns nothing when no open buffer holds any (everything in the
     /// ring is already with the encoder: the caller waits for it).
     pub fn relieve(&mut self) -> Vec<Sealed> {
         let Some(oldest) = self.ring.oldest() else {
@@ -255,7 +255,9 @@ impl BufferSet {
         let mut keys: Vec<PartitionKey> = self
             .open
             .iter()
-            .filter(|(_, o)| o.locs.first().is_some_and(|l| l.seg == oldest))
+            // Locations are in ring order, so a binary search finds any record in the segment
+            // (a buffer's first records may be in an older, spilled segment).
+            .filter(|(_, o)| o.locs.binary_search_by_key(&oldest, |l| l.seg).is_ok())
             .map(|(k, _)| *k)
             .collect();
         keys.sort();
@@ -488,5 +490,35 @@ mod tests {
         );
         assert!(!b.over_budget());
         assert!(b.relieve().is_empty());
+    }
+
+    #[test]
+    fn relief_finds_a_buffer_whose_first_records_were_spilled() {
+        let mut b = set(policy());
+        let big = "x".repeat(300_000);
+        let refs = RecordRefs {
+            nodes: &[],
+            scratch: &big,
+        };
+        let row = [Val::Str(StrRef::Scratch { start: 0, len: 300_000 }), Val::I64(0)];
+        // Hour 1 has records in segments 0 and 1; segment 0 is spilled, so the oldest segment
+        // in memory is 1, where hour 1's first record is not.
+        let mut seg_of = Vec::new();
+        for i in 0..8 {
+            let a = b.append(key(1), &row, &refs, 0, at(i), 0);
+            assert!(a.sealed.is_empty());
+            seg_of.push(b.open[&key(1)].locs.last().unwrap().seg);
+        }
+        assert!(
+            seg_of.contains(&0) && seg_of.contains(&1) && seg_of.contains(&2),
+            "{seg_of:?}"
+        );
+        let (seg, _) = b.ring().spill_candidate().unwrap();
+        assert_eq!(seg, 0);
+        b.ring_mut().spilled(0);
+        assert_eq!(b.ring().oldest(), Some(1));
+        let relieved = b.relieve();
+        assert_eq!(relieved.len(), 1, "hour 1 holds records of segment 1");
+        assert_eq!(relieved[0].records(), 8);
     }
 }
