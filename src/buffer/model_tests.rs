@@ -181,7 +181,8 @@ impl Model {
             }
             Op::Spill => {
                 if let Some((seg, bytes)) = self.ring.spill_candidate() {
-                    let copy = bytes.to_vec();
+                    let mut copy = bytes.to_vec();
+                    super::row::fill_crcs(&mut copy);
                     assert_eq!(copy.len(), self.ring.used(seg));
                     self.disk.insert(seg, copy);
                     self.spilled_segments.insert(seg);

@@ -528,7 +528,8 @@ mod tests {
         }
         let (seg, bytes) = ring.spill_candidate().expect("segment 0 is closed and unencoded");
         assert_eq!(seg, 0);
-        let copy = bytes.to_vec();
+        let mut copy = bytes.to_vec();
+        crate::buffer::row::fill_crcs(&mut copy);
         assert_eq!(copy.len(), ring.used(0));
         let fx = ring.spilled(0);
         assert_eq!(fx.release, vec![5]);

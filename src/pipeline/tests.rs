@@ -310,9 +310,11 @@ fn spill_file(h: &Harness, seg: u64) -> Vec<u8> {
     let used = ring.used(seg);
     let (s, records) = ring.spill_candidate().expect("a closed segment");
     assert_eq!(s, seg);
+    let mut records = records.to_vec();
+    crate::buffer::row::fill_crcs(&mut records);
     let head = h.pipe.spill_header(seg, used).encode();
     let mut out = vec![0; crate::buffer::spill::file_len(head.len(), used)];
-    crate::buffer::spill::lay_out(&head, records, &mut out);
+    crate::buffer::spill::lay_out(&head, &records, &mut out);
     out
 }
 

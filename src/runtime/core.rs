@@ -253,7 +253,7 @@ impl Ctx {
     /// Returns whether one was spilled.
     async fn spill_one(&self) -> bool {
         let Some(spill) = &self.spill else { return false };
-        let (header, records) = {
+        let (header, mut records) = {
             let pipe = self.pipe.borrow();
             let Some((seg, bytes)) = pipe.buffers().ring().spill_candidate() else {
                 return false;
@@ -265,6 +265,7 @@ impl Ctx {
             // to change while the write is in flight (the encoder may consume the segment).
             (pipe.spill_header(seg, bytes.len()), bytes.to_vec())
         };
+        crate::buffer::row::fill_crcs(&mut records);
         let seg = header.segment;
         match spill.write(&header, &records).await {
             Ok(()) => {
