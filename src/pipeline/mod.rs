@@ -19,6 +19,7 @@
 //!   the dropped counter; the batch's fetch audit row says how many went where;
 //! - an output holds (tracker) every batch it has records of until its file is durable.
 
+mod buffering;
 pub mod record;
 pub mod tracker;
 
@@ -402,76 +403,6 @@ impl Pipeline {
             &name,
         );
         Output::Etl { sealed, key }
-    }
-
-    /// The core's buffers (the encoder reads sealed records through them).
-    pub fn buffers(&self) -> &BufferSet {
-        &self.buffers
-    }
-
-    /// All records of a sealed buffer as one record batch (tests and benches; the encoder
-    /// builds bounded chunks instead).
-    pub fn sealed_batch(&self, sealed: &Sealed) -> arrow_array::RecordBatch {
-        let mut cols = self.buffers.columns(sealed.key.table, sealed.records());
-        self.buffers.build(&sealed.locs, &mut cols, 0)
-    }
-
-    /// The encoder is done with these records of a sealed buffer.
-    pub fn consume(&mut self, locs: &[crate::buffer::ring::Loc]) {
-        let fx = self.buffers.consume(locs);
-        self.apply(fx);
-    }
-
-    /// Release the holds and queue the spill-file deletions a ring event asks for.
-    pub fn apply(&mut self, fx: crate::buffer::ring::Effects) {
-        for id in fx.release {
-            self.tracker.release(id);
-        }
-        self.spill_deletes.extend(fx.delete);
-    }
-
-    /// The header of the spill file of segment `seg` (`used` bytes of records).
-    pub fn spill_header(&self, seg: u64, used: usize) -> crate::buffer::spill::SpillHeader {
-        crate::buffer::spill::SpillHeader {
-            run_id: self.plan.run_id.clone(),
-            core: self.core,
-            segment: seg,
-            used: used as u64,
-            created_us: self.clock.now_us(),
-            slots: self
-                .partitions
-                .iter()
-                .map(|p| (self.plan.sources[p.source as usize].name.clone(), p.id.clone()))
-                .collect(),
-            tables: self.plan.tables.iter().map(|t| t.name.clone()).collect(),
-        }
-    }
-
-    /// Spill files whose records are all durable in the lake: the core deletes them.
-    pub fn take_spill_deletes(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.spill_deletes)
-    }
-
-    /// Mutable access to the buffers (spill and read-back are driven by the core).
-    pub fn buffers_mut(&mut self) -> &mut BufferSet {
-        &mut self.buffers
-    }
-
-    /// Whether the core must stop fetching (its buffers are at their memory budget).
-    pub fn over_budget(&self) -> bool {
-        self.buffers.over_budget()
-    }
-
-    /// Over budget: seal the buffers holding the oldest records (see [`BufferSet::relieve`]).
-    /// Returns whether anything was sealed.
-    pub fn relieve(&mut self, out: &mut Vec<Output>) -> bool {
-        let sealed = self.buffers.relieve();
-        let any = !sealed.is_empty();
-        for s in sealed {
-            let o = self.etl_output(s);
-            out.push(o);
-        }
-        any
     }
 
     /// The ready file of an encoded ETL buffer.
