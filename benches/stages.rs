@@ -208,7 +208,8 @@ fn bench_pipeline(c: &mut Criterion, d: &Data) {
     g.finish();
 }
 
-fn bench_encode(c: &mut Criterion, d: &Data) {
+/// The pipeline after all records, and its first sealed ETL buffer.
+fn first_sealed(d: &Data) -> (Pipeline, sluicegate::buffer::Sealed) {
     let (mut p, mut out) = run_pipeline(d.plan.clone(), d, &batches(d));
     p.seal_all(&mut out);
     let sealed = out
@@ -218,6 +219,11 @@ fn bench_encode(c: &mut Criterion, d: &Data) {
             _ => None,
         })
         .unwrap();
+    (p, sealed)
+}
+
+fn bench_encode(c: &mut Criterion, d: &Data) {
+    let (p, sealed) = first_sealed(d);
     let batch = p.sealed_batch(&sealed);
     let rows = batch.num_rows();
     println!("parquet_encode: {rows} rows, {} bytes of columns", sealed.bytes);
@@ -275,15 +281,7 @@ fn all(c: &mut Criterion) {
 
 /// Rows of the first sealed buffer as plain values (owned text per row), to archive again.
 fn rows(d: &Data) -> (Vec<(String, Vec<Val>)>, Vec<sluicegate::buffer::row::RowHead>) {
-    let (mut p, mut out) = run_pipeline(d.plan.clone(), d, &batches(d));
-    p.seal_all(&mut out);
-    let sealed = out
-        .into_iter()
-        .find_map(|o| match o {
-            Output::Etl { sealed, .. } => Some(sealed),
-            _ => None,
-        })
-        .unwrap();
+    let (p, sealed) = first_sealed(d);
     let ring = p.buffers().ring();
     let mut rows = Vec::new();
     let mut heads = Vec::new();

@@ -284,15 +284,12 @@ fn a_progress_line_is_drawn_on_a_terminal_only() {
     );
 }
 
-#[test]
-fn sigkill_then_restart_loses_nothing_at_least_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let state = dir.path().join("state");
-    let config = dir.path().join("c.toml");
-    let (partitions, records) = (4u64, 24_000u64);
+/// The config of the kill tests: one generator source (partitions, records, rate, bad ratio),
+/// 200 ms RAW/quarantine/audit intervals, and `buffer` as the `[buffer]` section.
+fn write_kill_test_config(path: &Path, lake: &Path, state: &Path, gen: (u64, u64, u32, f64), buffer: &str) {
+    let (partitions, records, rate, bad) = gen;
     std::fs::write(
-        &config,
+        path,
         format!(
             r#"
 [lake]
@@ -307,8 +304,8 @@ table = "events"
 [sources.generator]
 partitions = {partitions}
 records = {records}
-rate_per_s = 8000
-bad_ratio = 0.02
+rate_per_s = {rate}
+bad_ratio = {bad}
 start_time = "2026-11-26T10:00:00Z"
 [[tables]]
 name = "events"
@@ -318,7 +315,7 @@ transforms = [{{ op = "ingest_metadata" }}]
 [partitioning]
 event_time_late_max_s = 315360000
 [buffer]
-flush_interval_ms = 200
+{buffer}
 [raw]
 segment_interval_ms = 200
 [quarantine]
@@ -331,6 +328,51 @@ interval_ms = 200
         ),
     )
     .unwrap();
+}
+
+/// (partition, position) of every record in the ETL zone or quarantine, and the row count.
+fn landed(lake: &Path) -> (std::collections::HashSet<(u64, u64)>, usize) {
+    let mut landed = std::collections::HashSet::new();
+    let mut total = 0;
+    for f in files(&lake.join("etl"), ".parquet") {
+        for b in read_parquet(&f) {
+            for i in 0..b.num_rows() {
+                let p: u64 = str_at(&b, "_partition", i).unwrap().parse().unwrap();
+                landed.insert((p, i64_at(&b, "_position", i).unwrap() as u64));
+                total += 1;
+            }
+        }
+    }
+    for l in quarantine_lines(lake) {
+        let p: u64 = l["partition"].as_str().unwrap().parse().unwrap();
+        landed.insert((p, l["position"].as_u64().unwrap()));
+        total += 1;
+    }
+    (landed, total)
+}
+
+fn assert_none_lost(landed: &std::collections::HashSet<(u64, u64)>, partitions: u64, records: u64) {
+    for p in 0..partitions {
+        for seq in 0..records / partitions {
+            assert!(landed.contains(&(p, seq)), "record ({p}, {seq}) was lost");
+        }
+    }
+}
+
+#[test]
+fn sigkill_then_restart_loses_nothing_at_least_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let state = dir.path().join("state");
+    let config = dir.path().join("c.toml");
+    let (partitions, records) = (4u64, 24_000u64);
+    write_kill_test_config(
+        &config,
+        &lake,
+        &state,
+        (partitions, records, 8000, 0.02),
+        "flush_interval_ms = 200",
+    );
     let mut child = Command::new(bin())
         .args(["run", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -353,27 +395,8 @@ interval_ms = 200
     assert_eq!(code, 0, "{out}{err}");
 
     // Every record of every partition is in ETL or quarantine at least once.
-    let mut landed = std::collections::HashSet::new();
-    let mut total = 0;
-    for f in files(&lake.join("etl"), ".parquet") {
-        for b in read_parquet(&f) {
-            for i in 0..b.num_rows() {
-                let p: u64 = str_at(&b, "_partition", i).unwrap().parse().unwrap();
-                landed.insert((p, i64_at(&b, "_position", i).unwrap() as u64));
-                total += 1;
-            }
-        }
-    }
-    for l in quarantine_lines(&lake) {
-        let p: u64 = l["partition"].as_str().unwrap().parse().unwrap();
-        landed.insert((p, l["position"].as_u64().unwrap()));
-        total += 1;
-    }
-    for p in 0..partitions {
-        for seq in 0..records / partitions {
-            assert!(landed.contains(&(p, seq)), "record ({p}, {seq}) was lost");
-        }
-    }
+    let (landed, total) = landed(&lake);
+    assert_none_lost(&landed, partitions, records);
     assert_eq!(landed.len() as u64, records);
     // The restart replayed from the checkpoint, not from the beginning.
     assert!(total < 2 * records as usize, "{total} rows for {records} records");
@@ -388,48 +411,13 @@ fn sigkill_while_spilling_then_restart_recovers_the_spill_and_loses_nothing() {
     let (partitions, records) = (4u64, 200_000u64);
     // 16 MiB of ring per core and buffers that never seal by size or age: the ring fills within
     // a second or two and everything after goes through the spill.
-    std::fs::write(
+    write_kill_test_config(
         &config,
-        format!(
-            r#"
-[lake]
-dir = "{}"
-[state]
-dir = "{}"
-[keys]
-demo = true
-[[sources]]
-name = "generator"
-table = "events"
-[sources.generator]
-partitions = {partitions}
-records = {records}
-rate_per_s = 20000
-bad_ratio = 0.01
-start_time = "2026-11-26T10:00:00Z"
-[[tables]]
-name = "events"
-schema = "builtin:events"
-event_time = "ts"
-transforms = [{{ op = "ingest_metadata" }}]
-[partitioning]
-event_time_late_max_s = 315360000
-[buffer]
-memory_bytes_max = 16777216
-flush_bytes_max = 1073741824
-flush_interval_ms = 600000
-[raw]
-segment_interval_ms = 200
-[quarantine]
-interval_ms = 200
-[audit]
-interval_ms = 200
-"#,
-            lake.display(),
-            state.display()
-        ),
-    )
-    .unwrap();
+        &lake,
+        &state,
+        (partitions, records, 20000, 0.01),
+        "memory_bytes_max = 16777216\nflush_bytes_max = 1073741824\nflush_interval_ms = 600000",
+    );
     let mut child = Command::new(bin())
         .args(["run", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -467,24 +455,7 @@ interval_ms = 200
     assert!(!recovered.contains(" 0 records to the lake"), "{recovered}");
     assert_eq!(spilled(), 0, "every spill file was recovered or finished and deleted");
 
-    let mut landed = std::collections::HashSet::new();
-    for f in files(&lake.join("etl"), ".parquet") {
-        for b in read_parquet(&f) {
-            for i in 0..b.num_rows() {
-                let p: u64 = str_at(&b, "_partition", i).unwrap().parse().unwrap();
-                landed.insert((p, i64_at(&b, "_position", i).unwrap() as u64));
-            }
-        }
-    }
-    for l in quarantine_lines(&lake) {
-        let p: u64 = l["partition"].as_str().unwrap().parse().unwrap();
-        landed.insert((p, l["position"].as_u64().unwrap()));
-    }
-    for p in 0..partitions {
-        for seq in 0..records / partitions {
-            assert!(landed.contains(&(p, seq)), "record ({p}, {seq}) was lost");
-        }
-    }
+    assert_none_lost(&landed(&lake).0, partitions, records);
 }
 
 /// Peak resident set of a finished child, from wait4(2), in bytes.
