@@ -169,7 +169,7 @@ fn run_pipeline(plan: Arc<sluicegate::pipeline::Plan>, d: &Data, batches: &[Fetc
         sluicegate::extract::timestamp::parse_rfc3339(START).unwrap(),
     ));
     let mut p = Pipeline::new(plan, 0, clock);
-    p.add_partition(0, "0");
+    p.add_partition(0, "0", Default::default());
     let mut out = Vec::new();
     for b in batches {
         p.process_batch(0, b, 0, &mut out);

@@ -11,14 +11,16 @@
 //!    progress if asked;
 //! 5. merges the cores' counters and histograms into the report.
 
+use crate::audit::FileRow;
 use crate::config::{Config, TableConfig};
+use crate::delivery::{IntentStore, LocalIntents};
 use crate::extract::keyring::Keyring;
 use crate::extract::schema::{ColumnType, Schema, SchemaFile};
 use crate::load::layout::{run_id, Layout};
 use crate::pipeline::{Plan, SourcePlan, TablePlan};
 use crate::runtime::clock::{Clock, SystemClock};
 use crate::runtime::core::{Assigned, CoreReport, Shared};
-use crate::runtime::edge::Edge;
+use crate::runtime::edge::{Edge, StateStores};
 use crate::source::generator::{event::BUILTIN_SCHEMA_JSON, GeneratorSource, BUILTIN_PREFIX, BUILTIN_SCHEMA_NAME};
 use crate::source::{file::FileSource, Source};
 use crate::store::{CheckpointStore, LocalCheckpoints, LocalDirStore, ObjectStore};
@@ -376,6 +378,27 @@ fn random_u16() -> u16 {
 }
 
 impl Engine {
+    /// The audit rows of the files recovery found committed or wrote, as one audit file. Its
+    /// name derives from the rows' keys, so a crash during recovery rewrites the same object.
+    fn write_recovery_audit(&self, plan: &Plan, rows: &[FileRow]) -> Result<(), EngineError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (mut a, mut b) = (0u32, u32::MAX);
+        for r in rows {
+            a = crc32c::crc32c_append(a, r.key.as_bytes());
+            b = crc32c::crc32c_append(b, r.key.as_bytes());
+        }
+        let name = format!("recovery-{a:08x}{b:08x}-{}", rows.len());
+        let batch = crate::audit::file_batch(rows);
+        let bytes = crate::load::parquet::encode(&batch, plan.audit_props.clone())
+            .map_err(|e| EngineError(format!("encoding the recovery audit file: {}", e.0)))?;
+        let key = plan.layout.audit("file", self.clock.now_us(), &name);
+        self.store
+            .put(&key, &bytes)
+            .map_err(|e| EngineError(format!("writing the recovery audit file: {e}")))
+    }
+
     pub fn builder(config: Config) -> EngineBuilder {
         EngineBuilder {
             config,
@@ -453,15 +476,46 @@ impl Engine {
             checkpoints.is_some(),
         ));
 
-        // Spill files a dead run left: into the lake (or left to replay) before any source
-        // resumes from its checkpoint.
+        // The delivery contract (see `delivery`): resolve the upload intents a dead run left,
+        // then its spill files (into the lake, or left to replay) before any source resumes
+        // from its checkpoint, passing over what the committed intents delivered.
+        let state = cfg
+            .state
+            .dir
+            .as_ref()
+            .zip(checkpoints.clone())
+            .map(|(d, c)| StateStores {
+                checkpoints: c,
+                intents: Arc::new(LocalIntents::new(d)) as Arc<dyn IntentStore>,
+            });
+        let resolution = match &state {
+            Some(s) => crate::delivery::resolve(&*s.intents, &*self.store)
+                .map_err(|e| EngineError(format!("resolving upload intents: {e}")))?,
+            None => Default::default(),
+        };
         let recovered = match &plan.spill_dir {
-            Some(root) => crate::buffer::recover::recover(root, &plan, &*self.store, checkpoints.as_deref())
-                .map_err(|e| EngineError(format!("recovering spill files: {e}")))?,
+            Some(root) => crate::buffer::recover::recover(
+                root,
+                &plan,
+                &*self.store,
+                checkpoints.as_deref(),
+                &resolution.delivered,
+            )
+            .map_err(|e| EngineError(format!("recovering spill files: {e}")))?,
             None => Default::default(),
         };
         for t in &recovered.torn {
             eprintln!("level=warn msg={t:?}");
+        }
+        let mut recovery_rows = resolution.file_rows(self.clock.now_us());
+        recovery_rows.extend(recovered.rows.iter().cloned().map(|r| FileRow {
+            written_at_us: self.clock.now_us(),
+            ..r
+        }));
+        self.write_recovery_audit(&plan, &recovery_rows)?;
+        if let Some(s) = &state {
+            crate::delivery::retire_covered(&resolution.committed, &*s.intents, &*s.checkpoints)
+                .map_err(|e| EngineError(format!("retiring upload intents: {e}")))?;
         }
 
         // Placement: each partition to exactly one core, with its checkpoint.
@@ -474,16 +528,25 @@ impl Engine {
                     None => None,
                 };
                 let core = crate::runtime::placement::core_for(s.name(), p.ordinal, cpus.len());
+                let delivered = resolution.delivered.skip(s.name(), &p.id);
                 assigned[core].push(Assigned {
                     source: si as u16,
                     info: p,
                     resume,
+                    delivered,
                 });
                 partitions += 1;
             }
         }
 
-        let edge = Edge::start(self.store.clone(), checkpoints, cpus.len());
+        let state_for_retire = state.clone();
+        let edge = Edge::start(
+            self.store.clone(),
+            state,
+            cpus.len(),
+            cfg.lake.uploads_max as usize,
+            Duration::from_millis(cfg.lake.retry_for_ms),
+        );
         let progress: Arc<Vec<Progress>> = Arc::new((0..cpus.len()).map(|_| Progress::default()).collect());
         let shared = Arc::new(Shared {
             plan: plan.clone(),
@@ -537,6 +600,13 @@ impl Engine {
         edge.join();
         if !start_errors.is_empty() {
             return Err(EngineError(start_errors.join("\n")));
+        }
+        // Intents a crashed run left that this run's checkpoints have now passed. (Safe at
+        // any end: this run's spill files hold none of their records, which were skipped.)
+        if let Some(s) = &state_for_retire {
+            if let Err(e) = crate::delivery::retire_covered(&resolution.committed, &*s.intents, &*s.checkpoints) {
+                eprintln!("level=warn msg=\"retiring upload intents of an earlier run\" error={e:?}");
+            }
         }
 
         let mut counters = Counters::default();

@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod buffer;
 pub mod config;
+pub mod delivery;
 pub mod engine;
 pub mod extract;
 pub mod load;

@@ -400,6 +400,12 @@ impl sluicegate::store::ObjectStore for StalledStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, sluicegate::store::StoreError> {
         self.inner.get(key)
     }
+    fn exists(&self, key: &str) -> Result<bool, sluicegate::store::StoreError> {
+        self.inner.exists(key)
+    }
+    fn abort_partial(&self, key: &str) -> Result<(), sluicegate::store::StoreError> {
+        self.inner.abort_partial(key)
+    }
     fn list(&self, prefix: &str) -> Result<Vec<String>, sluicegate::store::StoreError> {
         self.inner.list(prefix)
     }

@@ -2,7 +2,9 @@
 //! AUDIT zone (`audit/kind=file/…`, `audit/kind=fetch/…`). It is the ledger that accounts for
 //! every record: for any run,
 //!
-//! - `sum(fetch.records_in) = sum(fetch.records_etl + records_quarantined + records_dropped)`;
+//! - `sum(fetch.records_in) = sum(fetch.records_etl + records_quarantined + records_dropped +
+//!   records_skipped)`, where skipped records were already delivered by a file of an earlier,
+//!   crashed run (see `delivery`) and are replayed by the source only to be passed over;
 //! - `sum(file.records where zone='etl')` = rows in the ETL zone, and likewise for quarantine;
 //! - `sum(fetch.records_etl) = sum(file.records where zone='etl')` once the run has drained.
 //!
@@ -14,11 +16,11 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicro
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::sync::{Arc, OnceLock};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FileRow {
     pub run_id: String,
     pub core: u32,
-    pub zone: &'static str,
+    pub zone: String,
     pub key: String,
     pub source: Option<String>,
     pub table: Option<String>,
@@ -49,6 +51,8 @@ pub struct FetchRow {
     pub records_etl: i64,
     pub records_quarantined: i64,
     pub records_dropped: i64,
+    /// Already delivered by a file of an earlier run (see `delivery`): passed over.
+    pub records_skipped: i64,
     pub bytes_in: i64,
     pub fetched_at_us: i64,
     pub process_us: i64,
@@ -97,6 +101,7 @@ pub fn fetch_schema() -> SchemaRef {
             Field::new("records_etl", DataType::Int64, false),
             Field::new("records_quarantined", DataType::Int64, false),
             Field::new("records_dropped", DataType::Int64, false),
+            Field::new("records_skipped", DataType::Int64, false),
             Field::new("bytes_in", DataType::Int64, false),
             Field::new("fetched_at", ts_type(), false),
             Field::new("process_us", DataType::Int64, false),
@@ -130,7 +135,7 @@ pub fn file_batch(rows: &[FileRow]) -> RecordBatch {
     let columns = vec![
         strings(rows, |r| Some(&r.run_id)),
         u32s(rows, |r| r.core),
-        strings(rows, |r| Some(r.zone)),
+        strings(rows, |r| Some(&r.zone)),
         strings(rows, |r| Some(&r.key)),
         strings(rows, |r| r.source.as_deref()),
         strings(rows, |r| r.table.as_deref()),
@@ -160,6 +165,7 @@ pub fn fetch_batch(rows: &[FetchRow]) -> RecordBatch {
         ints(rows, |r| Some(r.records_etl)),
         ints(rows, |r| Some(r.records_quarantined)),
         ints(rows, |r| Some(r.records_dropped)),
+        ints(rows, |r| Some(r.records_skipped)),
         ints(rows, |r| Some(r.bytes_in)),
         times(rows, |r| Some(r.fetched_at_us)),
         ints(rows, |r| Some(r.process_us)),

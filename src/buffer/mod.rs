@@ -111,6 +111,8 @@ pub struct Origin {
     pub batch_id: u64,
     pub slot: usize,
     pub position: u64,
+    /// The record's index in its partition's stream (see [`Provenance`]).
+    pub ordinal: u64,
 }
 
 /// What an append did.
@@ -224,7 +226,8 @@ impl BufferSet {
         open.written_ns = now_ns;
         open.event_time_min_us = open.event_time_min_us.min(event_time_us);
         open.event_time_max_us = open.event_time_max_us.max(event_time_us);
-        open.provenance.note(origin.batch_id, origin.slot, origin.position);
+        open.provenance
+            .note(origin.batch_id, origin.slot, origin.position, origin.ordinal);
         self.bytes += added;
         self.records += 1;
         if open.bytes >= self.policy.bytes_max || open.locs.len() as u64 >= self.policy.records_max {
@@ -378,6 +381,7 @@ mod tests {
             batch_id,
             slot: 0,
             position: batch_id * 10,
+            ordinal: batch_id,
         }
     }
 

@@ -12,19 +12,22 @@
 //! and segment (`recovered-<run>-c<core>-<segment>-<n>`), so recovering the same file twice (a crash during
 //! recovery) overwrites the same objects instead of adding copies.
 //!
-//! Known gap: a file whose records had already reached the lake in a durable ETL file, when the
-//! process died before deleting it, is flushed again; closing that window needs the upload
-//! intents of the S3 issue (the intent names the records, recovery checks the object).
+//! A record that had already reached the lake in an ETL file of the crashed run — the file was
+//! durable but the spill file not yet deleted — is in the [`Delivered`] set recovery derived
+//! from the committed upload intents (see `delivery`), and is not written again.
 
 use super::row::{access_checked, frame_at, ColumnsBuilder};
 use super::spill::{SpillHeader, EXTENSION};
+use crate::audit::FileRow;
+use crate::delivery::Delivered;
+use crate::load::Provenance;
 use crate::pipeline::Plan;
 use crate::store::{CheckpointStore, ObjectStore};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// What recovery did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Recovered {
     pub files: u64,
     /// Whole records below their checkpoint, written to the lake.
@@ -34,6 +37,30 @@ pub struct Recovered {
     /// One message per file whose tail was cut.
     pub torn: Vec<String>,
     pub lake_files: u64,
+    /// Whole records below their checkpoint already in the lake in a file of the crashed run
+    /// (its intent is committed): not written again.
+    pub records_delivered: u64,
+    /// Audit rows of the files written here.
+    pub rows: Vec<FileRow>,
+}
+
+/// Records of one spill file to flush into one lake file.
+struct Group {
+    ranges: Vec<std::ops::Range<usize>>,
+    /// Partition position ranges (for the audit row).
+    provenance: Provenance,
+    /// (min, max) event time.
+    event_time: (i64, i64),
+}
+
+impl Default for Group {
+    fn default() -> Group {
+        Group {
+            ranges: Vec::new(),
+            provenance: Provenance::default(),
+            event_time: (i64::MAX, i64::MIN),
+        }
+    }
 }
 
 /// Every spill file under `root`, sorted.
@@ -63,6 +90,7 @@ pub fn recover(
     plan: &Plan,
     store: &dyn ObjectStore,
     checkpoints: Option<&dyn CheckpointStore>,
+    delivered: &Delivered,
 ) -> Result<Recovered, String> {
     let mut done = Recovered::default();
     let mut cps: HashMap<(String, String), Option<u64>> = HashMap::new();
@@ -87,7 +115,7 @@ pub fn recover(
         let region = &region[..end - head_len];
 
         // (table, hour, source name) → rows to flush.
-        let mut groups: BTreeMap<(u16, i64, String), Vec<std::ops::Range<usize>>> = BTreeMap::new();
+        let mut groups: BTreeMap<(u16, i64, String), Group> = BTreeMap::new();
         let mut at = 0;
         loop {
             match frame_at(region, at) {
@@ -107,11 +135,16 @@ pub fn recover(
                     let cp = *cps
                         .entry((source.clone(), partition.clone()))
                         .or_insert_with(|| checkpoints.and_then(|c| c.load(source, partition).ok().flatten()));
-                    if cp.is_some_and(|cp| h.position < cp) {
-                        groups.entry((h.table, h.hour, source.clone())).or_default().push(range);
-                        done.records_flushed += 1;
-                    } else {
+                    if cp.is_none_or(|cp| h.position >= cp) {
                         done.records_replayed += 1;
+                    } else if delivered.contains(source, partition, h.position) {
+                        done.records_delivered += 1;
+                    } else {
+                        let g = groups.entry((h.table, h.hour, source.clone())).or_default();
+                        g.ranges.push(range);
+                        g.provenance.note_span(0, h.slot as usize, h.position, h.position);
+                        g.event_time = (g.event_time.0.min(h.event_time_us), g.event_time.1.max(h.event_time_us));
+                        done.records_flushed += 1;
                     }
                     at = next;
                 }
@@ -121,7 +154,12 @@ pub fn recover(
                 }
             }
         }
-        for (n, ((table, hour, source_name), ranges)) in groups.into_iter().enumerate() {
+        for (n, ((table, hour, source_name), group)) in groups.into_iter().enumerate() {
+            let Group {
+                ranges,
+                provenance,
+                event_time,
+            } = group;
             let table_name = header
                 .tables
                 .get(table as usize)
@@ -130,7 +168,8 @@ pub fn recover(
                 format!("{name}: table {table_name:?} is no longer configured; keep it until the spill is recovered")
             })?;
             let types: Vec<_> = t.transforms.outputs.iter().map(|o| o.ty).collect();
-            let mut cols = ColumnsBuilder::new(t.arrow_schema.clone(), &types, ranges.len());
+            let records = ranges.len();
+            let mut cols = ColumnsBuilder::new(t.arrow_schema.clone(), &types, records);
             for r in ranges {
                 let row = access_checked(&region[r.clone()], r.start).map_err(|e| format!("{name}: {e}"))?;
                 if row.cells.len() != types.len() {
@@ -156,6 +195,22 @@ pub fn recover(
             );
             store.put(&key, &file).map_err(|e| e.to_string())?;
             done.lake_files += 1;
+            done.rows.push(FileRow {
+                run_id: plan.run_id.clone(),
+                core: header.core as u32,
+                zone: "etl".into(),
+                source: Some(source_name),
+                table: Some(table_name.clone()),
+                records: records as i64,
+                bytes: file.len() as i64,
+                crc32c: crate::audit::crc32c_hex(&file),
+                schema_version: Some(t.schema_version as i64),
+                event_time_min_us: Some(event_time.0),
+                event_time_max_us: Some(event_time.1),
+                positions: provenance.ranges_json(|slot| header.slots[slot].1.clone()),
+                written_at_us: 0,
+                key,
+            });
         }
         remove(&path)?;
     }

@@ -178,6 +178,19 @@ impl Ring {
         self.index(id) + 1 < self.segments.len()
     }
 
+    /// Whether segment `seg` can never again be written to a spill file: it has left the ring,
+    /// or it is closed and every record in it is durable (a spill takes only segments with
+    /// records not yet encoded). Its spill file, if any, has then been handed out for deletion.
+    pub fn finished(&self, seg: u64) -> bool {
+        if seg < self.first_id {
+            return true;
+        }
+        let Some(s) = self.segments.get(self.index(seg)) else {
+            return false;
+        };
+        self.closed(seg) && s.durable == s.written
+    }
+
     /// Archive one row; returns where it is, its frame's length, and whether the caller must
     /// take a hold on its batch for this segment (its first record of that batch here).
     pub fn append(&mut self, head: RowHead, src: RowSource) -> (Loc, usize, bool) {

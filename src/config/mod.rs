@@ -175,17 +175,31 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// The object store the zones are written to. Only a local directory exists today (the
-/// embedded default); S3 arrives behind the same `ObjectStore` trait.
+/// The object store the zones are written to: a local directory (the embedded default), or
+/// S3 (any S3-compatible endpoint) when `[lake.s3]` is present.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
+    /// The local directory (ignored with `[lake.s3]`).
     pub dir: PathBuf,
     /// Key prefix inside the store, without leading or trailing `/` (may be empty).
     pub prefix: String,
-    /// fsync every file and its directory before reporting it durable.
+    /// Local directory: fsync every file and its directory before reporting it durable.
     pub fsync: bool,
+    /// Files written at once, over all cores (the I/O edge's workers).
+    pub uploads_max: u32,
+    /// How long a file keeps being retried on retryable errors (throttling, 5xx, timeouts,
+    /// connection refused) before the run fails; meanwhile the buffers spill and the sources
+    /// slow down.
+    pub retry_for_ms: u64,
+    pub s3: Option<S3Config>,
 }
+
+/// Files written at once over all cores.
+pub const DEFAULT_UPLOADS_MAX: u32 = 8;
+/// Retry a failing file for up to one hour (Firehose retries for up to 24 h; a store down for an
+/// hour is an incident someone should see as a failed run, with nothing lost).
+pub const DEFAULT_RETRY_FOR_MS: u64 = 3_600_000;
 
 impl Default for LakeConfig {
     fn default() -> Self {
@@ -193,6 +207,72 @@ impl Default for LakeConfig {
             dir: PathBuf::from(DEFAULT_LAKE_DIR),
             prefix: String::new(),
             fsync: true,
+            uploads_max: DEFAULT_UPLOADS_MAX,
+            retry_for_ms: DEFAULT_RETRY_FOR_MS,
+            s3: None,
+        }
+    }
+}
+
+/// S3 or an S3-compatible store. Credentials come from the standard AWS provider chain
+/// (environment, shared profile, web identity, ECS/EC2 instance role).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Region; empty: from the provider chain (`AWS_REGION`, profile), else `us-east-1`.
+    pub region: String,
+    /// Endpoint override, e.g. `http://127.0.0.1:8014` for a local S3-compatible server.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most local servers need.
+    pub path_style: bool,
+    /// Server-side encryption: `none`, `s3` (SSE-S3, AES256) or `kms` (SSE-KMS).
+    pub sse: Sse,
+    /// KMS key id or ARN for `sse = "kms"` (empty: the bucket's AWS-managed key).
+    pub kms_key_id: String,
+    /// Files at least this big go up as multipart uploads; smaller ones as one PUT.
+    pub multipart_threshold_bytes: u64,
+    /// Size of each part but the last (S3 allows 5 MiB to 5 GiB).
+    pub part_bytes: u64,
+    /// Parts of one file uploaded at once.
+    pub parts_in_flight_max: u32,
+    /// Attempts per request inside the SDK (standard retry mode: exponential backoff with
+    /// jitter on throttling, 5xx and timeouts); the edge retries the whole file after that.
+    pub attempts_max: u32,
+    /// Per attempt: connect plus response within this time, else it is a retryable timeout.
+    pub attempt_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sse {
+    None,
+    S3,
+    Kms,
+}
+
+pub const DEFAULT_S3_MULTIPART_THRESHOLD_BYTES: u64 = 16 * MIB;
+pub const DEFAULT_S3_PART_BYTES: u64 = 8 * MIB;
+pub const DEFAULT_S3_PARTS_IN_FLIGHT_MAX: u32 = 4;
+pub const DEFAULT_S3_ATTEMPTS_MAX: u32 = 3;
+pub const DEFAULT_S3_ATTEMPT_TIMEOUT_MS: u64 = 30_000;
+/// S3's smallest part (all but the last).
+pub const S3_PART_BYTES_MIN: u64 = 5 * MIB;
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: String::new(),
+            region: String::new(),
+            endpoint: None,
+            path_style: false,
+            sse: Sse::None,
+            kms_key_id: String::new(),
+            multipart_threshold_bytes: DEFAULT_S3_MULTIPART_THRESHOLD_BYTES,
+            part_bytes: DEFAULT_S3_PART_BYTES,
+            parts_in_flight_max: DEFAULT_S3_PARTS_IN_FLIGHT_MAX,
+            attempts_max: DEFAULT_S3_ATTEMPTS_MAX,
+            attempt_timeout_ms: DEFAULT_S3_ATTEMPT_TIMEOUT_MS,
         }
     }
 }

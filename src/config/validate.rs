@@ -76,6 +76,21 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
             format!("must not start or end with '/', got {:?}", c.lake.prefix),
         );
     }
+    if !(1..=256).contains(&c.lake.uploads_max) {
+        v.error(
+            "lake.uploads_max",
+            format!("must be 1 to 256, got {}", c.lake.uploads_max),
+        );
+    }
+    if c.lake.retry_for_ms < 1000 {
+        v.error(
+            "lake.retry_for_ms",
+            format!("must be at least 1000, got {}", c.lake.retry_for_ms),
+        );
+    }
+    if let Some(s3) = &c.lake.s3 {
+        lake_s3(s3, v);
+    }
     if c.keys.file.is_none() && c.keys.env.is_none() && !c.keys.demo {
         let encrypted = c.sources.iter().any(|s| s.encryption == Encryption::Envelope);
         if encrypted {
@@ -388,5 +403,66 @@ fn transform(t: &TransformConfig, p: &str, v: &mut Validator) {
             v.range_u64(&format!("{p}.keep_last"), (*keep_last).into(), 0, 64, plain);
         }
         TransformConfig::Drop { .. } | TransformConfig::Hash { .. } | TransformConfig::IngestMetadata => {}
+    }
+}
+
+fn lake_s3(s: &crate::config::S3Config, v: &mut Validator) {
+    use crate::config::{Sse, S3_PART_BYTES_MIN};
+    let bucket_ok = (3..=63).contains(&s.bucket.len())
+        && s.bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !bucket_ok {
+        v.error(
+            "lake.s3.bucket",
+            format!(
+                "must be an S3 bucket name (3 to 63 characters of [a-z0-9.-]), got {:?}",
+                s.bucket
+            ),
+        );
+    }
+    if let Some(e) = &s.endpoint {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            v.error(
+                "lake.s3.endpoint",
+                format!("must start with http:// or https://, got {e:?}"),
+            );
+        }
+    }
+    if s.part_bytes < S3_PART_BYTES_MIN || s.part_bytes > 5 * 1024 * MIB {
+        v.error(
+            "lake.s3.part_bytes",
+            format!("must be 5 MiB to 5 GiB (S3's part size limits), got {}", s.part_bytes),
+        );
+    }
+    if s.multipart_threshold_bytes < s.part_bytes {
+        v.error(
+            "lake.s3.multipart_threshold_bytes",
+            format!(
+                "must be at least lake.s3.part_bytes ({}), got {}",
+                s.part_bytes, s.multipart_threshold_bytes
+            ),
+        );
+    }
+    if !(1..=64).contains(&s.parts_in_flight_max) {
+        v.error(
+            "lake.s3.parts_in_flight_max",
+            format!("must be 1 to 64, got {}", s.parts_in_flight_max),
+        );
+    }
+    if !(1..=10).contains(&s.attempts_max) {
+        v.error(
+            "lake.s3.attempts_max",
+            format!("must be 1 to 10, got {}", s.attempts_max),
+        );
+    }
+    if s.attempt_timeout_ms < 100 {
+        v.error(
+            "lake.s3.attempt_timeout_ms",
+            format!("must be at least 100, got {}", s.attempt_timeout_ms),
+        );
+    }
+    if s.sse != Sse::Kms && !s.kms_key_id.is_empty() {
+        v.error("lake.s3.kms_key_id", "is only used with sse = \"kms\"");
     }
 }

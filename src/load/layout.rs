@@ -73,6 +73,11 @@ impl Layout {
 }
 
 /// File stem of the `seq`-th file a core writes in a run.
+/// The last segment of an object key: unique over runs and cores for the files we name.
+pub fn object_name(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
 pub fn file_name(run: &str, core: usize, seq: u64) -> String {
     format!("{run}-c{core:02}-{seq:06}")
 }

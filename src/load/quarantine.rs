@@ -10,7 +10,7 @@
 //! Files seal at `quarantine.file_bytes_max` uncompressed bytes or `quarantine.interval_ms`.
 
 use super::Provenance;
-use crate::buffer::{due_keys, Due};
+use crate::buffer::{due_keys, Due, Origin};
 use base64::Engine as _;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -93,8 +93,7 @@ impl QuarantineFiles {
         source: u16,
         hour: i64,
         line: &QuarantineLine,
-        batch_id: u64,
-        slot: usize,
+        origin: Origin,
         now_ns: u64,
     ) -> (bool, Option<SealedQuarantine>) {
         let level = self.level;
@@ -113,7 +112,9 @@ impl QuarantineFiles {
         w.write_all(b"\n").expect("writing to memory");
         f.plain_bytes += w.n;
         f.records += 1;
-        let new_batch = f.provenance.note(batch_id, slot, line.position);
+        let new_batch = f
+            .provenance
+            .note(origin.batch_id, origin.slot, line.position, origin.ordinal);
         (
             new_batch,
             (f.plain_bytes >= self.bytes_max).then(|| self.seal((source, hour))),
@@ -144,6 +145,16 @@ impl QuarantineFiles {
 mod tests {
     use super::*;
 
+    /// Record `position` of batch 1, partition 0, with ordinal = position.
+    fn at(position: u64) -> Origin {
+        Origin {
+            batch_id: 1,
+            slot: 0,
+            position,
+            ordinal: position,
+        }
+    }
+
     fn line(position: u64) -> QuarantineLine<'static> {
         QuarantineLine {
             source: "gen",
@@ -163,8 +174,8 @@ mod tests {
     #[test]
     fn lines_round_trip_through_zstd() {
         let mut q = QuarantineFiles::new(3, 1 << 20, u64::MAX);
-        assert!(matches!(q.append(0, 10, &line(5), 1, 0, 0), (true, None)));
-        assert!(matches!(q.append(0, 10, &line(6), 1, 0, 0), (false, None)));
+        assert!(matches!(q.append(0, 10, &line(5), at(5), 0), (true, None)));
+        assert!(matches!(q.append(0, 10, &line(6), at(6), 0), (false, None)));
         let f = q.take(Due::All).pop().unwrap();
         assert_eq!(f.records, 2);
         let text = String::from_utf8(zstd::decode_all(&f.bytes[..]).unwrap()).unwrap();
@@ -178,7 +189,7 @@ mod tests {
     #[test]
     fn seals_by_size() {
         let mut q = QuarantineFiles::new(1, 400, u64::MAX);
-        assert!(q.append(0, 1, &line(1), 1, 0, 0).1.is_none());
-        assert!(q.append(0, 1, &line(2), 1, 0, 0).1.is_some());
+        assert!(q.append(0, 1, &line(1), at(1), 0).1.is_none());
+        assert!(q.append(0, 1, &line(2), at(2), 0).1.is_some());
     }
 }

@@ -119,9 +119,8 @@ impl RawSegments {
         }
         // Compressing a block can shrink the segment: re-count it instead of adding a delta.
         self.open_bytes = self.open_bytes - before + seg.enc.len() as u64;
-        seg.provenance.note(batch_id, slot, first_pos);
-        seg.provenance
-            .note(batch_id, slot, batch.records.last().map_or(first_pos, |r| r.position));
+        let last_pos = batch.records.last().map_or(first_pos, |r| r.position);
+        seg.provenance.note_span(batch_id, slot, first_pos, last_pos);
         seg.records += batch.records.len() as u64;
         seg.last = batch.records.last().map_or(seg.last, |r| r.position);
         let full = seg.enc.len() as u64 >= self.bytes_max || self.open_bytes > self.open_bytes_max;

@@ -35,7 +35,15 @@ impl Pipeline {
         for id in fx.release {
             self.tracker.release(id);
         }
+        for &seg in &fx.delete {
+            self.retiring.deleting(seg);
+        }
         self.spill_deletes.extend(fx.delete);
+    }
+
+    /// The core deleted the spill file of `seg`.
+    pub fn spill_deleted(&mut self, seg: u64) {
+        self.retiring.deleted(seg);
     }
 
     /// The header of the spill file of segment `seg` (`used` bytes of records).

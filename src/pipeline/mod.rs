@@ -21,16 +21,19 @@
 
 mod buffering;
 pub mod record;
+mod retiring;
 pub mod tracker;
 
 use crate::audit::{crc32c_hex, AuditLog, FetchRow, FileRow};
-use crate::buffer::{BufferSet, Due, SealPolicy, Sealed};
+use crate::buffer::{BufferSet, Due, Origin, SealPolicy, Sealed};
 use crate::config::Encryption;
+use crate::delivery::Skip;
+use crate::delivery::{Intent, IntentRun};
 use crate::extract::keyring::Keyring;
 use crate::extract::schema::Schema;
 use crate::extract::timestamp::{hour_bucket, rfc3339};
 use crate::extract::Reject;
-use crate::load::layout::{file_name, Layout};
+use crate::load::layout::{file_name, object_name, Layout};
 use crate::load::quarantine::{encode_payload, QuarantineFiles, QuarantineLine};
 use crate::load::raw::RawSegments;
 use crate::load::{FileMeta, Provenance, ReadyFile, Zone, NO_INDEX};
@@ -96,6 +99,11 @@ pub struct Plan {
 pub struct OwnedPartition {
     pub source: u16,
     pub id: String,
+    /// Ordinal of the partition's next record in this process (see `load::Provenance`).
+    next_ordinal: u64,
+    /// Positions already delivered by files of an earlier run (the delivery contract): the
+    /// replay skips them.
+    skip: Skip,
 }
 
 /// Something the core must still do with an output.
@@ -105,27 +113,26 @@ pub enum Output {
     /// A file ready for the store.
     File(ReadyFile),
     /// Positions that became durable; write them once everything before is in the store.
-    Checkpoint(Vec<Checkpoint>),
+    Checkpoint(Checkpoints),
+    /// Upload intents no longer needed (see `delivery`): remove them.
+    Retire(Vec<String>),
+}
+
+/// A checkpoint write: what to store, and the `(slot, next_position)`s it acknowledges.
+#[derive(Debug)]
+pub struct Checkpoints {
+    pub checkpoints: Vec<Checkpoint>,
+    pub slots: Vec<(usize, u64)>,
 }
 
 /// A file on its way to the store: what `on_durable` needs once the store confirms it.
 #[derive(Debug)]
 pub struct InFlightFile {
     pub meta: FileMeta,
-    pub bytes: u64,
-    pub crc32c: String,
-}
-
-impl InFlightFile {
-    /// Split a ready file into its bytes and its bookkeeping.
-    pub fn from_ready(f: ReadyFile) -> (InFlightFile, Vec<u8>) {
-        let in_flight = InFlightFile {
-            crc32c: crc32c_hex(&f.bytes),
-            bytes: f.bytes.len() as u64,
-            meta: f.meta,
-        };
-        (in_flight, f.bytes)
-    }
+    /// Its audit row, but for `written_at_us` (filled in when durable).
+    pub row: FileRow,
+    /// Whether an intent was recorded for it (ETL and quarantine files, with checkpoints on).
+    pub intent: bool,
 }
 
 /// Reusable per-record buffers (see `record`).
@@ -183,6 +190,7 @@ pub struct Pipeline {
     quarantine: QuarantineFiles,
     audit: AuditLog,
     tracker: Tracker,
+    retiring: retiring::Retiring,
     pub counters: Counters,
     pub hist: StageHistograms,
     sample_countdown: u32,
@@ -217,6 +225,7 @@ impl Pipeline {
             ),
             audit: AuditLog::default(),
             tracker: Tracker::default(),
+            retiring: retiring::Retiring::default(),
             counters: Counters::default(),
             hist: StageHistograms::default(),
             sample_countdown: 0,
@@ -229,12 +238,16 @@ impl Pipeline {
     }
 
     /// Take ownership of a partition; returns its slot.
-    pub fn add_partition(&mut self, source: u16, id: &str) -> usize {
+    /// `delivered`: the partition's positions already in the lake from files of an earlier
+    /// run (see `delivery`); its replay skips them.
+    pub fn add_partition(&mut self, source: u16, id: &str, delivered: Skip) -> usize {
         let slot = self.tracker.add_partition();
         debug_assert_eq!(slot, self.partitions.len());
         self.partitions.push(OwnedPartition {
             source,
             id: id.to_string(),
+            next_ordinal: 0,
+            skip: delivered,
         });
         slot
     }
@@ -276,9 +289,21 @@ impl Pipeline {
         for r in &batch.records {
             self.counters.records_in += 1;
             self.counters.bytes_in += r.len as u64;
+            let p = &mut self.partitions[slot];
+            let origin = Origin {
+                batch_id,
+                slot,
+                position: r.position,
+                ordinal: p.next_ordinal,
+            };
+            p.next_ordinal += 1;
+            if p.skip.contains(r.position) {
+                self.counters.records_skipped += 1;
+                continue;
+            }
             let payload = batch.payload(r);
             if let Some(reject) = &r.reject {
-                self.quarantine(slot, r.position, payload, None, reject, batch_id, ingest_us, out);
+                self.quarantine(origin, payload, None, reject, ingest_us, out);
                 continue;
             }
             let sampled = self.sample();
@@ -287,6 +312,7 @@ impl Pipeline {
                 slot,
                 partition_id: &self.partitions[slot].id,
                 position: r.position,
+                ordinal: origin.ordinal,
                 batch_id,
                 ingest_us,
                 now_ns: t_start,
@@ -312,9 +338,7 @@ impl Pipeline {
                     }
                 }
                 Ok(record::Done::Dropped) => self.counters.records_dropped += 1,
-                Err((table, reject)) => {
-                    self.quarantine(slot, r.position, payload, table, &reject, batch_id, ingest_us, out);
-                }
+                Err((table, reject)) => self.quarantine(origin, payload, table, &reject, ingest_us, out),
             }
         }
 
@@ -334,6 +358,7 @@ impl Pipeline {
             records_etl: (self.counters.records_etl - before.records_etl) as i64,
             records_quarantined: (self.counters.records_quarantined - before.records_quarantined) as i64,
             records_dropped: (self.counters.records_dropped - before.records_dropped) as i64,
+            records_skipped: (self.counters.records_skipped - before.records_skipped) as i64,
             bytes_in: (self.counters.bytes_in - before.bytes_in) as i64,
             fetched_at_us: ingest_us,
             process_us: ((self.clock.monotonic_ns() - t_start) / 1000) as i64,
@@ -353,25 +378,22 @@ impl Pipeline {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn quarantine(
         &mut self,
-        slot: usize,
-        position: u64,
+        origin: Origin,
         payload: &[u8],
         table: Option<usize>,
         reject: &Reject,
-        batch_id: u64,
         ingest_us: i64,
         out: &mut Vec<Output>,
     ) {
         self.counters.records_quarantined += 1;
         self.counters.rejected_by_rule[reject.rule.index()] += 1;
-        let p = &self.partitions[slot];
+        let p = &self.partitions[origin.slot];
         let line = QuarantineLine {
             source: &self.plan.sources[p.source as usize].name,
             partition: &p.id,
-            position,
+            position: origin.position,
             core: self.core,
             ingest_time: rfc3339(ingest_us),
             stage: reject.stage.as_str(),
@@ -382,11 +404,11 @@ impl Pipeline {
             payload_base64: encode_payload(payload),
         };
         let now_ns = self.clock.monotonic_ns();
-        let (new_batch, sealed) =
-            self.quarantine
-                .append(p.source, hour_bucket(ingest_us), &line, batch_id, slot, now_ns);
+        let (new_batch, sealed) = self
+            .quarantine
+            .append(p.source, hour_bucket(ingest_us), &line, origin, now_ns);
         if new_batch {
-            self.tracker.hold(batch_id);
+            self.tracker.hold(origin.batch_id);
         }
         if let Some(s) = sealed {
             let f = self.quarantine_file(s);
@@ -497,9 +519,9 @@ impl Pipeline {
         }
         let changed = self.tracker.take_changed();
         if self.plan.checkpoints_enabled && !changed.is_empty() {
-            let cps = changed
-                .into_iter()
-                .map(|(slot, next)| {
+            let checkpoints = changed
+                .iter()
+                .map(|&(slot, next)| {
                     let p = &self.partitions[slot];
                     Checkpoint {
                         source: self.plan.sources[p.source as usize].name.clone(),
@@ -508,8 +530,40 @@ impl Pipeline {
                     }
                 })
                 .collect();
-            out.push(Output::Checkpoint(cps));
+            out.push(Output::Checkpoint(Checkpoints {
+                checkpoints,
+                slots: changed,
+            }));
         }
+        self.retire(out);
+    }
+
+    /// Queue the removal of every intent no longer needed.
+    pub fn retire(&mut self, out: &mut Vec<Output>) {
+        let ring = self.buffers.ring();
+        let ids = self.retiring.take_retirable(|seg| ring.finished(seg));
+        if !ids.is_empty() {
+            out.push(Output::Retire(ids));
+        }
+    }
+
+    /// After a drain, once every file is durable and its checkpoint acknowledged: no segment
+    /// will be written again (the active one included), so only the checkpoints decide.
+    pub fn retire_drained(&mut self, out: &mut Vec<Output>) {
+        let ids = self.retiring.take_retirable(|_| true);
+        if !ids.is_empty() {
+            out.push(Output::Retire(ids));
+        }
+    }
+
+    /// The checkpoint store confirmed a checkpoint write.
+    pub fn checkpointed(&mut self, slots: &[(usize, u64)]) {
+        self.retiring.acknowledged(slots);
+    }
+
+    /// Intents of durable files not yet retired.
+    pub fn live_intents(&self) -> usize {
+        self.retiring.live()
     }
 
     /// Take back the buffer of a file the store has written, to reuse its memory.
@@ -519,34 +573,72 @@ impl Pipeline {
         }
     }
 
-    /// The store confirmed a file: account for it, add its audit row, release its batches.
-    pub fn on_durable(&mut self, done: InFlightFile) {
-        let f = done.meta;
-        let zone = f.zone as usize;
-        self.counters.files[zone] += 1;
-        self.counters.file_bytes[zone] += done.bytes;
-        if f.zone == Zone::Audit {
-            return;
-        }
+    /// Split a ready file into its bytes and its bookkeeping, and say what intent to record
+    /// before its upload (see `delivery`): ETL and quarantine files, when checkpoints are on.
+    pub fn in_flight(&self, f: ReadyFile) -> (InFlightFile, Vec<u8>, Option<Intent>) {
+        let meta = f.meta;
         let plan = &self.plan;
         let partitions = &self.partitions;
         let row = FileRow {
             run_id: plan.run_id.clone(),
             core: self.core as u32,
-            zone: f.zone.as_str(),
-            key: f.key,
-            source: plan.sources.get(f.source as usize).map(|s| s.name.clone()),
-            table: plan.tables.get(f.table as usize).map(|t| t.name.clone()),
-            records: f.records as i64,
-            bytes: done.bytes as i64,
-            crc32c: done.crc32c,
-            schema_version: (f.zone == Zone::Etl).then_some(f.schema_version as i64),
-            event_time_min_us: f.event_time_min_us,
-            event_time_max_us: f.event_time_max_us,
-            positions: f.provenance.ranges_json(|slot| partitions[slot].id.clone()),
-            written_at_us: self.clock.now_us(),
+            zone: meta.zone.as_str().to_string(),
+            key: meta.key.clone(),
+            source: plan.sources.get(meta.source as usize).map(|s| s.name.clone()),
+            table: plan.tables.get(meta.table as usize).map(|t| t.name.clone()),
+            records: meta.records as i64,
+            bytes: f.bytes.len() as i64,
+            crc32c: crc32c_hex(&f.bytes),
+            schema_version: (meta.zone == Zone::Etl).then_some(meta.schema_version as i64),
+            event_time_min_us: meta.event_time_min_us,
+            event_time_max_us: meta.event_time_max_us,
+            positions: meta.provenance.ranges_json(|slot| partitions[slot].id.clone()),
+            written_at_us: 0,
         };
+        let intent = (plan.checkpoints_enabled && matches!(meta.zone, Zone::Etl | Zone::Quarantine)).then(|| Intent {
+            id: object_name(&meta.key).to_string(),
+            row: row.clone(),
+            runs: meta
+                .provenance
+                .runs
+                .iter()
+                .map(|r| {
+                    let p = &partitions[r.slot];
+                    IntentRun {
+                        source: plan.sources[p.source as usize].name.clone(),
+                        partition: p.id.clone(),
+                        first: r.first,
+                        last: r.last,
+                    }
+                })
+                .collect(),
+        });
+        let in_flight = InFlightFile {
+            meta,
+            row,
+            intent: intent.is_some(),
+        };
+        (in_flight, f.bytes, intent)
+    }
+
+    /// The store confirmed a file: account for it, add its audit row, release its batches.
+    pub fn on_durable(&mut self, done: InFlightFile) {
+        let InFlightFile {
+            meta: f,
+            mut row,
+            intent,
+        } = done;
+        let zone = f.zone as usize;
+        self.counters.files[zone] += 1;
+        self.counters.file_bytes[zone] += row.bytes as u64;
+        if f.zone == Zone::Audit {
+            return;
+        }
+        row.written_at_us = self.clock.now_us();
         self.audit.add_file(row, self.clock.monotonic_ns());
+        if intent {
+            self.retiring.add(object_name(&f.key), &f);
+        }
         if f.zone == Zone::Etl {
             let fx = self.buffers.durable(&f.ring);
             self.apply(fx);

@@ -33,6 +33,8 @@ pub struct Ctx<'a> {
     pub slot: usize,
     pub partition_id: &'a str,
     pub position: u64,
+    /// The record's index in its partition's stream (see `load::Provenance`).
+    pub ordinal: u64,
     pub batch_id: u64,
     pub ingest_us: i64,
     pub now_ns: u64,
@@ -187,6 +189,7 @@ fn parse_and_buffer<'d>(
         batch_id: ctx.batch_id,
         slot: ctx.slot,
         position: ctx.position,
+        ordinal: ctx.ordinal,
     };
     let appended = buffers.append(key, &rows.outputs, &refs, event_us, origin, ctx.now_ns);
     Timer::lap(timer, hist, StageId::Buffer);

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{Config, RouteConfig, SourceConfig, TransformConfig, Unmatched};
+use crate::delivery::Delivered;
 use crate::extract::timestamp::parse_rfc3339;
 use crate::extract::Rule;
 use crate::runtime::clock::ManualClock;
@@ -35,6 +36,11 @@ struct Harness {
 }
 
 fn harness(c: &Config) -> Harness {
+    harness_skipping(c, &Delivered::default())
+}
+
+/// A harness whose partitions pass over what `delivered` names (a restart after a crash).
+fn harness_skipping(c: &Config, delivered: &Delivered) -> Harness {
     let plan = plan(c);
     let clock = Arc::new(ManualClock::new(parse_rfc3339(START).unwrap()));
     let gen = GeneratorSource::try_new(
@@ -48,7 +54,7 @@ fn harness(c: &Config) -> Harness {
     let mut pipe = Pipeline::new(plan, 0, clock.clone());
     let mut readers = Vec::new();
     for p in gen.partitions().unwrap() {
-        pipe.add_partition(0, &p.id);
+        pipe.add_partition(0, &p.id, delivered.skip("generator", &p.id));
         readers.push(gen.open(&p, None).unwrap());
     }
     Harness {
@@ -211,12 +217,13 @@ fn checkpoints_follow_durability_and_come_after_the_audit() {
         let f = match o {
             Output::Etl { sealed, key } => h.pipe.etl_file(sealed, key, vec![1, 2, 3]),
             Output::File(f) => f,
-            Output::Checkpoint(_) => unreachable!(),
+            Output::Checkpoint(_) | Output::Retire(_) => unreachable!(),
         };
         if f.meta.zone == Zone::Raw && f.meta.provenance.ranges[0].0 == 1 {
             held_back = Some(f);
         } else {
-            h.pipe.on_durable(InFlightFile::from_ready(f).0);
+            let in_flight = h.pipe.in_flight(f).0;
+            h.pipe.on_durable(in_flight);
         }
     }
     let mut flushed = Vec::new();
@@ -224,7 +231,7 @@ fn checkpoints_follow_durability_and_come_after_the_audit() {
     let cps: Vec<Checkpoint> = flushed
         .iter()
         .filter_map(|o| match o {
-            Output::Checkpoint(c) => Some(c.clone()),
+            Output::Checkpoint(c) => Some(c.checkpoints.clone()),
             _ => None,
         })
         .flatten()
@@ -235,11 +242,12 @@ fn checkpoints_follow_durability_and_come_after_the_audit() {
         matches!(flushed.last(), Some(Output::Checkpoint(_))),
         "the checkpoint follows the audit files"
     );
-    h.pipe.on_durable(InFlightFile::from_ready(held_back.unwrap()).0);
+    let in_flight = h.pipe.in_flight(held_back.unwrap()).0;
+    h.pipe.on_durable(in_flight);
     let mut flushed = Vec::new();
     h.pipe.flush_audit(&mut flushed);
     let last = flushed.iter().find_map(|o| match o {
-        Output::Checkpoint(c) => Some(c.clone()),
+        Output::Checkpoint(c) => Some(c.checkpoints.clone()),
         _ => None,
     });
     assert_eq!(
@@ -388,7 +396,7 @@ fn recovery_flushes_whole_records_below_the_checkpoint_once_and_cuts_a_torn_tail
     std::fs::write(spill.join("core-1/b-0000000000000001.sgsp"), &torn).unwrap();
 
     let lake = LocalDirStore::new(&dir.path().join("lake"), false).unwrap();
-    let r = recover(&spill, &h.pipe.plan, &lake, Some(&cps)).unwrap();
+    let r = recover(&spill, &h.pipe.plan, &lake, Some(&cps), &Delivered::default()).unwrap();
     let below_torn = rows[..30].iter().filter(|r| r.0 == 0 && r.1 < mid).count() as u64;
     assert_eq!(r.files, 2);
     assert_eq!(r.records_flushed, below + below_torn);
@@ -411,7 +419,81 @@ fn recovery_flushes_whole_records_below_the_checkpoint_once_and_cuts_a_torn_tail
 
     // Recovering the same file again (a crash during recovery) writes the same objects.
     std::fs::write(spill.join("core-0/a-0000000000000000.sgsp"), &file).unwrap();
-    let again = recover(&spill, &h.pipe.plan, &lake, Some(&cps)).unwrap();
+    let again = recover(&spill, &h.pipe.plan, &lake, Some(&cps), &Delivered::default()).unwrap();
     assert_eq!(again.records_flushed, below);
     assert_eq!(count_rows(), below + below_torn, "no duplicates");
+    assert_eq!(
+        again.rows.len() as u64,
+        again.lake_files,
+        "one audit row per file written"
+    );
+    assert_eq!(again.rows.iter().map(|r| r.records as u64).sum::<u64>(), below);
+
+    // A record a committed intent delivered (its ETL file was durable, the spill file not yet
+    // deleted) is not written again.
+    let first = rows.iter().find(|r| r.0 == 0 && r.1 < mid).unwrap().1;
+    let mut d = Delivered::default();
+    d.add("generator", "0", first, first);
+    std::fs::write(spill.join("core-0/a-0000000000000000.sgsp"), &file).unwrap();
+    let third = recover(&spill, &h.pipe.plan, &lake, Some(&cps), &d.seal()).unwrap();
+    assert_eq!((third.records_delivered, third.records_flushed), (1, below - 1));
+}
+
+/// Every ETL and quarantine file of a run, as the in-flight file and intent the edge gets.
+fn intents_of(h: &mut Harness, out: Vec<Output>) -> Vec<crate::delivery::Intent> {
+    let mut intents = Vec::new();
+    for o in out {
+        let f = match o {
+            Output::Etl { sealed, key } => h.pipe.etl_file(sealed, key, vec![1]),
+            Output::File(f) => f,
+            _ => continue,
+        };
+        let zone = f.meta.zone;
+        let (_, _, intent) = h.pipe.in_flight(f);
+        assert_eq!(
+            intent.is_some(),
+            matches!(zone, Zone::Etl | Zone::Quarantine),
+            "{zone:?}"
+        );
+        intents.extend(intent);
+    }
+    intents
+}
+
+#[test]
+fn intents_name_exactly_the_records_of_their_files_and_a_replay_skips_them() {
+    let c = config(400, 0.1);
+    let mut h = harness(&c);
+    let mut out = h.run_all();
+    h.pipe.seal_all(&mut out);
+    let delivered_total = h.pipe.counters.records_etl + h.pipe.counters.records_quarantined;
+    let intents = intents_of(&mut h, out);
+    assert!(intents.len() >= 3, "{} intents", intents.len());
+    let mut all = Delivered::default();
+    let mut claimed = 0;
+    for i in &intents {
+        for r in &i.runs {
+            all.add(&r.source, &r.partition, r.first, r.last);
+            claimed += r.last - r.first + 1;
+        }
+    }
+    // Generator positions are dense, so the runs cover each delivered record once, no more.
+    assert_eq!(claimed, delivered_total, "runs overlap or miss records");
+    assert_eq!(all.seal().positions(), delivered_total);
+
+    // Restart as if the process died with the first ETL file durable: its records are skipped.
+    let first = intents.iter().find(|i| i.row.zone == "etl").unwrap();
+    let mut d = Delivered::default();
+    for r in &first.runs {
+        d.add(&r.source, &r.partition, r.first, r.last);
+    }
+    let mut again = harness_skipping(&c, &d.seal());
+    let mut out = again.run_all();
+    again.pipe.seal_all(&mut out);
+    let k = &again.pipe.counters;
+    assert_eq!(k.records_skipped, first.row.records as u64);
+    assert_eq!(
+        k.records_etl + k.records_quarantined,
+        delivered_total - first.row.records as u64
+    );
 }

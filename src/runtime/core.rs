@@ -18,9 +18,8 @@ use super::edge::{Done, Job, IN_FLIGHT_JOBS_MAX};
 use crate::buffer::spill::SpillDir;
 use crate::buffer::Sealed;
 use crate::load::parquet::{ParquetEncoder, ENCODE_CHUNK_ROWS};
-use crate::pipeline::{InFlightFile, Output, Pipeline, Plan};
+use crate::pipeline::{Checkpoints, InFlightFile, Output, Pipeline, Plan};
 use crate::source::{Fetch, FetchBatch, PartitionInfo, Source};
-use crate::store::checkpoint::Checkpoint;
 use crate::telemetry::{Counters, Progress, StageHistograms, StageId};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use glommio::channels::local_channel::{self, LocalSender};
@@ -47,6 +46,8 @@ pub struct Assigned {
     pub source: u16,
     pub info: PartitionInfo,
     pub resume: Option<u64>,
+    /// Positions past `resume` already delivered by files of a crashed run: the replay skips them.
+    pub delivered: crate::delivery::Skip,
 }
 
 /// What every core shares (read-only or atomic).
@@ -70,8 +71,10 @@ pub struct CoreReport {
 }
 
 enum InFlight {
-    File(InFlightFile),
-    Checkpoint,
+    File(Box<InFlightFile>),
+    /// The `(slot, next_position)`s the checkpoint write acknowledges.
+    Checkpoint(Vec<(usize, u64)>),
+    Retire,
 }
 
 /// This core's side of the edge: submissions and acknowledgements.
@@ -123,9 +126,10 @@ impl Ctx {
                     if let Some(bytes) = done.bytes {
                         pipe.recycle(f.meta.zone, bytes);
                     }
-                    pipe.on_durable(f);
+                    pipe.on_durable(*f);
                 }
-                (Ok(()), Some(InFlight::Checkpoint)) => {}
+                (Ok(()), Some(InFlight::Checkpoint(slots))) => self.pipe.borrow_mut().checkpointed(&slots),
+                (Ok(()), Some(InFlight::Retire)) => {}
                 (Err(e), _) => self.fail(format!("store write failed, stopping the run: {e}"), true),
                 (Ok(()), None) => panic!("acknowledgement for unknown token {}", done.token),
             }
@@ -178,7 +182,7 @@ impl Ctx {
     }
 
     async fn submit_file(&self, file: crate::load::ReadyFile) {
-        let (in_flight, bytes) = InFlightFile::from_ready(file);
+        let (in_flight, bytes, intent) = self.pipe.borrow().in_flight(file);
         let key = in_flight.meta.key.clone();
         self.submit(
             move |core, token| Job::Put {
@@ -186,20 +190,41 @@ impl Ctx {
                 token,
                 key,
                 bytes,
+                intent: intent.map(Box::new),
             },
-            InFlight::File(in_flight),
+            InFlight::File(Box::new(in_flight)),
         )
         .await;
     }
 
-    async fn submit_checkpoint(&self, checkpoints: Vec<Checkpoint>) {
+    /// A checkpoint lands after every job submitted before it — above all the audit files
+    /// describing the data it covers: the edge runs jobs concurrently, so wait for them here.
+    async fn submit_checkpoint(&self, c: Checkpoints) {
+        let t0 = self.shared.clock.monotonic_ns();
+        let before = self.outbox.borrow().next_token;
+        let mut waited = false;
+        loop {
+            let edge_alive = self.poll_acks();
+            if !self.outbox.borrow().in_flight.keys().any(|&t| t < before) {
+                break;
+            }
+            if !edge_alive {
+                return; // nothing earlier will ever be confirmed: `settle` reports it
+            }
+            waited = true;
+            glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
+        }
+        if waited {
+            self.waited_since(t0);
+        }
+        let Checkpoints { checkpoints, slots } = c;
         self.submit(
             move |core, token| Job::Checkpoint {
                 core,
                 token,
                 checkpoints,
             },
-            InFlight::Checkpoint,
+            InFlight::Checkpoint(slots),
         )
         .await;
     }
@@ -223,6 +248,10 @@ impl Ctx {
                 }
                 Output::File(f) => self.submit_file(f).await,
                 Output::Checkpoint(c) => self.submit_checkpoint(c).await,
+                Output::Retire(ids) => {
+                    self.submit(move |core, token| Job::Retire { core, token, ids }, InFlight::Retire)
+                        .await
+                }
             }
         }
     }
@@ -308,8 +337,9 @@ impl Ctx {
         let Some(spill) = &self.spill else { return };
         let segs = self.pipe.borrow_mut().take_spill_deletes();
         for seg in segs {
-            if let Err(e) = spill.remove(seg).await {
-                self.fail(format!("deleting spill file of segment {seg}: {e}"), false);
+            match spill.remove(seg).await {
+                Ok(()) => self.pipe.borrow_mut().spill_deleted(seg),
+                Err(e) => self.fail(format!("deleting spill file of segment {seg}: {e}"), false),
             }
         }
     }
@@ -498,7 +528,10 @@ pub async fn run(
     let tasks: Vec<_> = partitions
         .into_iter()
         .map(|a| {
-            let slot = ctx.pipe.borrow_mut().add_partition(a.source, &a.info.id);
+            let slot = ctx
+                .pipe
+                .borrow_mut()
+                .add_partition(a.source, &a.info.id, a.delivered.clone());
             glommio::spawn_local(partition_task(ctx.clone(), slot, a, sealed_tx.clone()))
         })
         .collect();
@@ -535,11 +568,16 @@ pub async fn run(
     ctx.dispatch(&mut out, None).await;
     ctx.settle().await;
     ctx.delete_spilled().await;
+    // Everything is durable and checkpointed: every intent of this run can go.
+    ctx.pipe.borrow_mut().retire_drained(&mut out);
+    ctx.dispatch(&mut out, None).await;
+    ctx.settle().await;
     ctx.publish();
 
     let mut pipe = ctx.pipe.borrow_mut();
     if !ctx.fatal.get() {
         assert_eq!(pipe.open_batches(), 0, "core {core} drained with batches still held");
+        assert_eq!(pipe.live_intents(), 0, "core {core} drained with intents not retired");
     }
     CoreReport {
         counters: pipe.counters.clone(),

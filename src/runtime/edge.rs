@@ -1,20 +1,25 @@
-//! The I/O edge: one thread that makes files and checkpoints durable, off the cores.
+//! The I/O edge: worker threads that make files, intents and checkpoints durable, off the
+//! cores.
 //!
 //! Cores hand it [`Job`]s over one bounded queue ([`EDGE_QUEUE_JOBS_MAX`]) and get a
 //! [`Done`] back on their own reply queue. Buffers move by ownership, never by copy, and
 //! a put's buffer comes back with its `Done` so the core can reuse the memory. The store
-//! may block (fsync, network): that is why it lives here and not on a core.
+//! may block (fsync, network): that is why it lives here and not on a core. A put with an
+//! intent records the intent first (see `delivery`).
 //!
-//! Ordering: jobs run one at a time in arrival order, so a core's checkpoint job — enqueued
-//! after the audit files that describe the data it covers — always lands after them. (A
-//! concurrent S3 edge will have to keep that order explicitly.)
+//! Concurrency and order: `workers` threads take jobs from the shared queue, so up to that many
+//! uploads run at once and jobs may finish out of order. Where order matters — a checkpoint
+//! must land after the audit files that describe the data it covers — the core waits for the
+//! earlier jobs' acknowledgements before it submits the later job (`runtime::core`).
 //!
-//! Retries: a retryable store error is retried up to [`PUT_ATTEMPTS_MAX`] times with
-//! exponential backoff and jitter; then the job fails and the core stops the run.
+//! Retries: a retryable error is retried with exponential backoff and jitter for up to the
+//! configured window (`lake.retry_for_ms`) — a store outage is ridden out while the buffers
+//! spill and the sources slow down; then the job fails and the core stops the run.
 //!
 //! Bounds: a core has at most [`IN_FLIGHT_JOBS_MAX`] jobs outstanding, and its reply queue has
 //! exactly that capacity, so the edge never blocks on a reply.
 
+use crate::delivery::{Intent, IntentStore};
 use crate::store::checkpoint::{Checkpoint, CheckpointStore};
 use crate::store::ObjectStore;
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -27,8 +32,6 @@ use std::time::{Duration, Instant};
 pub const EDGE_QUEUE_JOBS_MAX: usize = 16;
 /// Jobs one core may have outstanding (queued or running).
 pub const IN_FLIGHT_JOBS_MAX: usize = 8;
-/// Attempts per job before the run fails.
-pub const PUT_ATTEMPTS_MAX: u32 = 5;
 /// First retry delay; doubles per attempt, capped at [`RETRY_DELAY_MAX`].
 pub const RETRY_DELAY_FIRST: Duration = Duration::from_millis(20);
 pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
@@ -39,12 +42,16 @@ pub enum Job {
         token: u64,
         key: String,
         bytes: Vec<u8>,
+        /// Recorded, durably, before the upload starts.
+        intent: Option<Box<Intent>>,
     },
     Checkpoint {
         core: usize,
         token: u64,
         checkpoints: Vec<Checkpoint>,
     },
+    /// Remove intents no longer needed.
+    Retire { core: usize, token: u64, ids: Vec<String> },
 }
 
 #[derive(Debug)]
@@ -57,85 +64,146 @@ pub struct Done {
     pub bytes: Option<Vec<u8>>,
 }
 
+/// Where the edge keeps delivery state (none: checkpoints are off, nothing is recorded).
+#[derive(Clone)]
+pub struct StateStores {
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    pub intents: Arc<dyn IntentStore>,
+}
+
 pub struct Edge {
     pub jobs: Sender<Job>,
     /// Reply queue per core; each core takes its own.
     pub replies: Vec<Receiver<Done>>,
-    handle: JoinHandle<()>,
+    handles: Vec<JoinHandle<()>>,
 }
 
 impl Edge {
-    pub fn start(store: Arc<dyn ObjectStore>, checkpoints: Option<Arc<dyn CheckpointStore>>, cores: usize) -> Edge {
+    /// `workers` jobs run at once; a failing job is retried for up to `retry_for`.
+    pub fn start(
+        store: Arc<dyn ObjectStore>,
+        state: Option<StateStores>,
+        cores: usize,
+        workers: usize,
+        retry_for: Duration,
+    ) -> Edge {
         let (jobs, rx) = bounded::<Job>(EDGE_QUEUE_JOBS_MAX);
         let (reply_txs, replies): (Vec<Sender<Done>>, Vec<Receiver<Done>>) =
             (0..cores).map(|_| bounded(IN_FLIGHT_JOBS_MAX)).unzip();
-        let handle = std::thread::Builder::new()
-            .name("sluicegate-edge".into())
-            .spawn(move || {
-                let mut jitter = crate::rng::Rng::new(std::process::id() as u64);
-                while let Ok(job) = rx.recv() {
-                    let started = Instant::now();
-                    let (core, token, result, bytes) = match job {
-                        Job::Put {
-                            core,
-                            token,
-                            key,
-                            bytes,
-                        } => {
-                            let r = retry(&mut jitter, || {
-                                store.put(&key, &bytes).map_err(|e| (e.retryable, e.to_string()))
-                            });
-                            (core, token, r, Some(bytes))
-                        }
-                        Job::Checkpoint {
-                            core,
-                            token,
-                            checkpoints: cps,
-                        } => {
-                            let r = match &checkpoints {
-                                Some(c) => retry(&mut jitter, || c.save(&cps).map_err(|e| (true, e))),
-                                None => Ok(()),
-                            };
-                            (core, token, r, None)
-                        }
-                    };
-                    let done = Done {
-                        token,
-                        result,
-                        write_ns: started.elapsed().as_nanos() as u64,
-                        bytes,
-                    };
-                    // A core that has gone away no longer cares; nothing else to do.
-                    let _ = reply_txs[core].send(done);
-                }
+        let reply_txs = Arc::new(reply_txs);
+        let handles = (0..workers.max(1))
+            .map(|w| {
+                let (rx, reply_txs, store, state) = (rx.clone(), reply_txs.clone(), store.clone(), state.clone());
+                std::thread::Builder::new()
+                    .name(format!("sluicegate-edge-{w}"))
+                    .spawn(move || worker(w, &rx, &reply_txs, &*store, state.as_ref(), retry_for))
+                    .expect("spawning an edge thread")
             })
-            .expect("spawning the edge thread");
-        Edge { jobs, replies, handle }
+            .collect();
+        Edge { jobs, replies, handles }
     }
 
     /// Wait for the edge to finish every job; call after every sender is dropped.
     pub fn join(self) {
         drop(self.jobs);
-        let _ = self.handle.join();
+        for h in self.handles {
+            let _ = h.join();
+        }
     }
 }
 
-fn retry(jitter: &mut crate::rng::Rng, mut op: impl FnMut() -> Result<(), (bool, String)>) -> Result<(), String> {
-    let mut delay = RETRY_DELAY_FIRST;
-    for attempt in 1..=PUT_ATTEMPTS_MAX {
-        match op() {
-            Ok(()) => return Ok(()),
-            Err((retryable, msg)) if !retryable || attempt == PUT_ATTEMPTS_MAX => {
-                return Err(format!("{msg} (after {attempt} attempt(s))"));
+fn worker(
+    w: usize,
+    rx: &Receiver<Job>,
+    reply_txs: &[Sender<Done>],
+    store: &dyn ObjectStore,
+    state: Option<&StateStores>,
+    window: Duration,
+) {
+    let mut jitter = crate::rng::Rng::new(std::process::id() as u64 ^ ((w as u64) << 32));
+    while let Ok(job) = rx.recv() {
+        let started = Instant::now();
+        let (core, token, result, bytes) = match job {
+            Job::Put {
+                core,
+                token,
+                key,
+                bytes,
+                intent,
+            } => {
+                let recorded = match (intent, state) {
+                    (Some(i), Some(s)) => retry(&mut jitter, window, || s.intents.record(&i).map_err(|e| (true, e))),
+                    _ => Ok(()),
+                };
+                let r = recorded.and_then(|()| {
+                    retry(&mut jitter, window, || {
+                        store.put(&key, &bytes).map_err(|e| (e.retryable, e.to_string()))
+                    })
+                });
+                (core, token, r, Some(bytes))
             }
-            Err(_) => {
-                let j = jitter.below(delay.as_millis() as u64 / 2 + 1);
-                std::thread::sleep(delay + Duration::from_millis(j));
-                delay = (delay * 2).min(RETRY_DELAY_MAX);
+            Job::Checkpoint {
+                core,
+                token,
+                checkpoints,
+            } => {
+                let r = match state {
+                    Some(s) => retry(&mut jitter, window, || {
+                        s.checkpoints.save(&checkpoints).map_err(|e| (true, e))
+                    }),
+                    None => Ok(()),
+                };
+                (core, token, r, None)
             }
-        }
+            Job::Retire { core, token, ids } => {
+                let r = match state {
+                    Some(s) => retry(&mut jitter, window, || s.intents.remove(&ids).map_err(|e| (true, e))),
+                    None => Ok(()),
+                };
+                (core, token, r, None)
+            }
+        };
+        let done = Done {
+            token,
+            result,
+            write_ns: started.elapsed().as_nanos() as u64,
+            bytes,
+        };
+        // A core that has gone away no longer cares; nothing else to do.
+        let _ = reply_txs[core].send(done);
     }
-    unreachable!("the loop returns on the last attempt")
+}
+
+/// Run `op` until it succeeds, fails with a non-retryable error, or `window` would be
+/// exceeded by the next wait. Waits double from [`RETRY_DELAY_FIRST`] to [`RETRY_DELAY_MAX`],
+/// plus up to half again of jitter; failures are logged at attempts 1, 2, 4, 8, ….
+fn retry(
+    jitter: &mut crate::rng::Rng,
+    window: Duration,
+    mut op: impl FnMut() -> Result<(), (bool, String)>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut delay = RETRY_DELAY_FIRST;
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let (retryable, msg) = match op() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let wait = delay + Duration::from_millis(jitter.below(delay.as_millis() as u64 / 2 + 1));
+        if !retryable || started.elapsed() + wait > window {
+            return Err(format!(
+                "{msg} (after {attempt} attempt(s) in {:.1} s)",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        if attempt.is_power_of_two() {
+            eprintln!("level=warn msg=\"store write failed, retrying\" attempt={attempt} error={msg:?}");
+        }
+        std::thread::sleep(wait);
+        delay = (delay * 2).min(RETRY_DELAY_MAX);
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +235,12 @@ mod tests {
         fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(None)
         }
+        fn exists(&self, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        fn abort_partial(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
         fn list(&self, _: &str) -> Result<Vec<String>, StoreError> {
             Ok(vec![])
         }
@@ -176,13 +250,14 @@ mod tests {
     }
 
     fn put_once(store: Arc<Flaky>) -> Done {
-        let edge = Edge::start(store, None, 1);
+        let edge = Edge::start(store, None, 1, 2, Duration::from_millis(300));
         edge.jobs
             .send(Job::Put {
                 core: 0,
                 token: 9,
                 key: "k".into(),
                 bytes: vec![1],
+                intent: None,
             })
             .unwrap();
         let done = edge.replies[0].recv().unwrap();
@@ -203,15 +278,17 @@ mod tests {
     }
 
     #[test]
-    fn gives_up_after_the_bound_or_at_once_when_not_retryable() {
+    fn gives_up_when_the_window_would_pass_or_at_once_when_not_retryable() {
         let store = Arc::new(Flaky {
             fail: u32::MAX,
             calls: AtomicU32::new(0),
             retryable: true,
         });
         let done = put_once(store.clone());
-        assert!(done.result.unwrap_err().contains("after 5 attempt(s)"));
-        assert_eq!(store.calls.load(Ordering::SeqCst), PUT_ATTEMPTS_MAX);
+        let calls = store.calls.load(Ordering::SeqCst);
+        // 20 + 40 + 80 ms (plus jitter) fit the 300 ms window; the next 160 ms wait does not.
+        assert!((3..=4).contains(&calls), "{calls} calls");
+        assert!(done.result.unwrap_err().contains(&format!("after {calls} attempt(s)")));
         let store = Arc::new(Flaky {
             fail: u32::MAX,
             calls: AtomicU32::new(0),

@@ -13,7 +13,7 @@ use crate::load::layout::safe_id;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -67,20 +67,28 @@ impl CheckpointStore for LocalCheckpoints {
     fn save(&self, checkpoints: &[Checkpoint]) -> Result<(), String> {
         for c in checkpoints {
             let path = self.path(&c.source, &c.partition);
-            let dir = path.parent().expect("checkpoint paths have a parent");
-            let write = || -> std::io::Result<()> {
-                fs::create_dir_all(dir)?;
-                let tmp = path.with_extension("json.tmp");
-                let mut f = fs::File::create(&tmp)?;
-                f.write_all(serde_json::to_string(c).expect("serialisable").as_bytes())?;
-                f.sync_all()?;
-                fs::rename(&tmp, &path)?;
-                fs::File::open(dir)?.sync_all()
-            };
-            write().map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))?;
+            let json = serde_json::to_string(c).expect("serialisable");
+            write_atomically(&path, json.as_bytes())
+                .map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))?;
         }
         Ok(())
     }
+}
+
+/// Replace `path` with `bytes` so that a crash leaves either the old or the new content, and
+/// the new content survives a power cut once this returns: write a temporary file beside it,
+/// fsync, rename over, fsync the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("state paths have a parent");
+    fs::create_dir_all(dir)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -185,6 +185,39 @@ impl ObjectStore for LocalDirStore {
         }
     }
 
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let path = self.path("head", key)?;
+        fs::exists(&path).map_err(|e| StoreError {
+            op: "head",
+            key: key.into(),
+            message: e.to_string(),
+            retryable: true,
+        })
+    }
+
+    /// Remove the temporary files of puts of `key` that never completed (any process).
+    fn abort_partial(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path("abort", key)?;
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Ok(());
+        };
+        let prefix = format!(".{}.tmp-", name.to_string_lossy());
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Ok(()); // no directory: nothing was ever started there
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                fs::remove_file(e.path()).map_err(|e| StoreError {
+                    op: "abort",
+                    key: key.into(),
+                    message: e.to_string(),
+                    retryable: true,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         // Walk the deepest directory the prefix names, then filter by the full prefix.
         let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);

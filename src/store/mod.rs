@@ -23,6 +23,11 @@ pub struct StoreError {
 pub trait ObjectStore: Send + Sync {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Whether a complete object is stored under `key`.
+    fn exists(&self, key: &str) -> Result<bool, StoreError>;
+    /// Discard whatever an interrupted `put` of `key` left behind (temporary files, open
+    /// multipart uploads); a complete object under `key` is left alone.
+    fn abort_partial(&self, key: &str) -> Result<(), StoreError>;
     /// Keys starting with `prefix`, sorted.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Where this store writes, for people (`file:///…`, `s3://…`).

@@ -114,6 +114,8 @@ pub struct Counters {
     pub records_etl: u64,
     pub records_quarantined: u64,
     pub records_dropped: u64,
+    /// Replayed records already delivered by a file of an earlier run (see `delivery`).
+    pub records_skipped: u64,
     pub bytes_in: u64,
     pub batches: u64,
     /// Files and bytes written per zone: etl, raw, quarantine, audit.
@@ -140,6 +142,7 @@ impl Counters {
         self.records_etl += o.records_etl;
         self.records_quarantined += o.records_quarantined;
         self.records_dropped += o.records_dropped;
+        self.records_skipped += o.records_skipped;
         self.bytes_in += o.bytes_in;
         self.batches += o.batches;
         for i in 0..4 {

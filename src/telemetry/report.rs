@@ -104,11 +104,12 @@ impl RunReport {
             self.partitions
         ));
         s.push_str(&format!(
-            "  records     in {}   etl {}   quarantined {}   dropped {}\n",
+            "  records     in {}   etl {}   quarantined {}   dropped {}   already delivered {}\n",
             thousands(c.records_in),
             thousands(c.records_etl),
             thousands(c.records_quarantined),
-            thousands(c.records_dropped)
+            thousands(c.records_dropped),
+            thousands(c.records_skipped)
         ));
         let zones = ["etl", "raw", "quarantine", "audit"];
         let files: Vec<String> = zones
