@@ -23,6 +23,7 @@ use crate::runtime::core::{Assigned, CoreReport, Shared};
 use crate::runtime::edge::{Edge, StateStores};
 use crate::source::generator::{event::BUILTIN_SCHEMA_JSON, GeneratorSource, BUILTIN_PREFIX, BUILTIN_SCHEMA_NAME};
 use crate::source::{file::FileSource, Source};
+use crate::store::s3::S3Store;
 use crate::store::{CheckpointStore, LocalCheckpoints, LocalDirStore, ObjectStore};
 use crate::telemetry::report::RunReport;
 use crate::telemetry::{Counters, Progress, StageHistograms};
@@ -80,9 +81,10 @@ impl EngineBuilder {
         self.config
             .validate()
             .map_err(|e| EngineError(format!("invalid configuration:\n{e}")))?;
-        let store: Arc<dyn ObjectStore> = match self.store {
-            Some(s) => s,
-            None => Arc::new(
+        let store: Arc<dyn ObjectStore> = match (self.store, &self.config.lake.s3) {
+            (Some(s), _) => s,
+            (None, Some(s3)) => Arc::new(S3Store::new(s3).map_err(|e| EngineError(e.to_string()))?),
+            (None, None) => Arc::new(
                 LocalDirStore::new(&self.config.lake.dir, self.config.lake.fsync)
                     .map_err(|e| EngineError(e.to_string()))?,
             ),

@@ -284,81 +284,6 @@ fn a_progress_line_is_drawn_on_a_terminal_only() {
     );
 }
 
-/// The config of the kill tests: one generator source (partitions, records, rate, bad ratio),
-/// 200 ms RAW/quarantine/audit intervals, and `buffer` as the `[buffer]` section.
-fn write_kill_test_config(path: &Path, lake: &Path, state: &Path, gen: (u64, u64, u32, f64), buffer: &str) {
-    let (partitions, records, rate, bad) = gen;
-    std::fs::write(
-        path,
-        format!(
-            r#"
-[lake]
-dir = "{}"
-[state]
-dir = "{}"
-[keys]
-demo = true
-[[sources]]
-name = "generator"
-table = "events"
-[sources.generator]
-partitions = {partitions}
-records = {records}
-rate_per_s = {rate}
-bad_ratio = {bad}
-start_time = "2026-11-26T10:00:00Z"
-[[tables]]
-name = "events"
-schema = "builtin:events"
-event_time = "ts"
-transforms = [{{ op = "ingest_metadata" }}]
-[partitioning]
-event_time_late_max_s = 315360000
-[buffer]
-{buffer}
-[raw]
-segment_interval_ms = 200
-[quarantine]
-interval_ms = 200
-[audit]
-interval_ms = 200
-"#,
-            lake.display(),
-            state.display()
-        ),
-    )
-    .unwrap();
-}
-
-/// (partition, position) of every record in the ETL zone or quarantine, and the row count.
-fn landed(lake: &Path) -> (std::collections::HashSet<(u64, u64)>, usize) {
-    let mut landed = std::collections::HashSet::new();
-    let mut total = 0;
-    for f in files(&lake.join("etl"), ".parquet") {
-        for b in read_parquet(&f) {
-            for i in 0..b.num_rows() {
-                let p: u64 = str_at(&b, "_partition", i).unwrap().parse().unwrap();
-                landed.insert((p, i64_at(&b, "_position", i).unwrap() as u64));
-                total += 1;
-            }
-        }
-    }
-    for l in quarantine_lines(lake) {
-        let p: u64 = l["partition"].as_str().unwrap().parse().unwrap();
-        landed.insert((p, l["position"].as_u64().unwrap()));
-        total += 1;
-    }
-    (landed, total)
-}
-
-fn assert_none_lost(landed: &std::collections::HashSet<(u64, u64)>, partitions: u64, records: u64) {
-    for p in 0..partitions {
-        for seq in 0..records / partitions {
-            assert!(landed.contains(&(p, seq)), "record ({p}, {seq}) was lost");
-        }
-    }
-}
-
 #[test]
 fn sigkill_then_restart_lands_every_record_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -368,7 +293,7 @@ fn sigkill_then_restart_lands_every_record_exactly_once() {
     let (partitions, records) = (4u64, 24_000u64);
     write_kill_test_config(
         &config,
-        &lake,
+        &format!("[lake]\ndir = \"{}\"", lake.display()),
         &state,
         (partitions, records, 8000, 0.02),
         "flush_interval_ms = 200",
@@ -417,7 +342,7 @@ fn sigkill_while_spilling_then_restart_recovers_the_spill_exactly_once() {
     // a second or two and everything after goes through the spill.
     write_kill_test_config(
         &config,
-        &lake,
+        &format!("[lake]\ndir = \"{}\"", lake.display()),
         &state,
         (partitions, records, 20000, 0.01),
         "memory_bytes_max = 16777216\nflush_bytes_max = 1073741824\nflush_interval_ms = 600000",
@@ -462,17 +387,6 @@ fn sigkill_while_spilling_then_restart_recovers_the_spill_exactly_once() {
     let (landed, total) = landed(&lake);
     assert_none_lost(&landed, partitions, records);
     assert_eq!(total as u64, records, "duplicates in the lake");
-}
-
-/// Peak resident set of a finished child, from wait4(2), in bytes.
-fn wait_peak_rss(child: &mut std::process::Child) -> (i32, u64) {
-    let mut status = 0;
-    // SAFETY: rusage is plain data, zero is a valid value for every field.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child's pid with valid pointers to a status and a rusage.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64 * 1024)
 }
 
 /// RAW segment size in the memory-budget test: RAW segments are memory outside the ring's

@@ -135,12 +135,17 @@ fn worker(
                     (Some(i), Some(s)) => retry(&mut jitter, window, || s.intents.record(&i).map_err(|e| (true, e))),
                     _ => Ok(()),
                 };
+                // Shared for the store (S3 slices it into parts without copying); every
+                // reference is gone once `put_shared` returns, so the buffer comes back whole.
+                let shared = bytes::Bytes::from(bytes);
                 let r = recorded.and_then(|()| {
                     retry(&mut jitter, window, || {
-                        store.put(&key, &bytes).map_err(|e| (e.retryable, e.to_string()))
+                        store
+                            .put_shared(&key, &shared)
+                            .map_err(|e| (e.retryable, e.to_string()))
                     })
                 });
-                (core, token, r, Some(bytes))
+                (core, token, r, shared.try_into_mut().ok().map(Vec::from))
             }
             Job::Checkpoint {
                 core,

@@ -1,7 +1,7 @@
 //! Stores: where files and checkpoints become durable.
 //!
 //! [`ObjectStore`] is the lake: a flat key space of immutable objects (the local directory is
-//! the embedded default; S3 arrives behind the same trait). [`CheckpointStore`] keeps source
+//! the embedded default; S3 behind the same trait). [`CheckpointStore`] keeps source
 //! positions. Both are synchronous and called only from the I/O edge thread, never from a core.
 //!
 //! Contract of `put`: when it returns `Ok`, the object is complete and durable, and a reader
@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 pub mod local;
+pub mod s3;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{op} {key}: {message}")]
@@ -22,6 +23,11 @@ pub struct StoreError {
 
 pub trait ObjectStore: Send + Sync {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// `put` of a shared buffer: a store that must own its body (S3) takes a reference to it
+    /// instead of a copy. The edge calls this one.
+    fn put_shared(&self, key: &str, bytes: &bytes::Bytes) -> Result<(), StoreError> {
+        self.put(key, bytes)
+    }
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Whether a complete object is stored under `key`.
     fn exists(&self, key: &str) -> Result<bool, StoreError>;

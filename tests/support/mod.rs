@@ -2,6 +2,8 @@
 //! regenerating what the generator sent, and running the real binary.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, RecordBatch};
@@ -159,4 +161,89 @@ pub fn wait_for(what: &str, timeout: std::time::Duration, mut cond: impl FnMut()
         assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The config of the kill tests: `lake` as the lake section(s), one generator source
+/// (partitions, records, rate, bad ratio), 200 ms RAW/quarantine/audit intervals, and `buffer`
+/// as the `[buffer]` section.
+pub fn write_kill_test_config(path: &Path, lake: &str, state: &Path, gen: (u64, u64, u32, f64), buffer: &str) {
+    let (partitions, records, rate, bad) = gen;
+    std::fs::write(
+        path,
+        format!(
+            r#"
+{lake}
+[state]
+dir = "{}"
+[keys]
+demo = true
+[[sources]]
+name = "generator"
+table = "events"
+[sources.generator]
+partitions = {partitions}
+records = {records}
+rate_per_s = {rate}
+bad_ratio = {bad}
+start_time = "2026-11-26T10:00:00Z"
+[[tables]]
+name = "events"
+schema = "builtin:events"
+event_time = "ts"
+transforms = [{{ op = "ingest_metadata" }}]
+[partitioning]
+event_time_late_max_s = 315360000
+[buffer]
+{buffer}
+[raw]
+segment_interval_ms = 200
+[quarantine]
+interval_ms = 200
+[audit]
+interval_ms = 200
+"#,
+            state.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// (partition, position) of every record in the ETL zone or quarantine, and the row count.
+pub fn landed(lake: &Path) -> (std::collections::HashSet<(u64, u64)>, usize) {
+    let mut landed = std::collections::HashSet::new();
+    let mut total = 0;
+    for f in files(&lake.join("etl"), ".parquet") {
+        for b in read_parquet(&f) {
+            for i in 0..b.num_rows() {
+                let p: u64 = str_at(&b, "_partition", i).unwrap().parse().unwrap();
+                landed.insert((p, i64_at(&b, "_position", i).unwrap() as u64));
+                total += 1;
+            }
+        }
+    }
+    for l in quarantine_lines(lake) {
+        let p: u64 = l["partition"].as_str().unwrap().parse().unwrap();
+        landed.insert((p, l["position"].as_u64().unwrap()));
+        total += 1;
+    }
+    (landed, total)
+}
+
+pub fn assert_none_lost(landed: &std::collections::HashSet<(u64, u64)>, partitions: u64, records: u64) {
+    for p in 0..partitions {
+        for seq in 0..records / partitions {
+            assert!(landed.contains(&(p, seq)), "record ({p}, {seq}) was lost");
+        }
+    }
+}
+
+/// Peak resident set of a finished child, from wait4(2), in bytes.
+pub fn wait_peak_rss(child: &mut std::process::Child) -> (i32, u64) {
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zero is a valid value for every field.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child's pid with valid pointers to a status and a rusage.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64 * 1024)
 }
