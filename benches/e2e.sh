@@ -6,6 +6,8 @@
 #   file-no-raw   the same file with the RAW backup off (baseline: what RAW costs)
 #   file-no-fsync the same file with lake.fsync = false (baseline: what durability costs)
 #   embedded-spill the embedded default with a 16 MiB ring budget per core: most records spill
+#   embedded-s3   the embedded default into a local S3-compatible server (s3s-fs on
+#                 127.0.0.1, objects on the same disk) instead of the local directory
 #   *-baseline    with BASELINE_BIN set (another build of sluicegate, e.g. an older commit):
 #                 embedded and file through that binary, interleaved with the runs above
 # Usage: benches/e2e.sh [RUNS] (default 3). Writes under $WORK (default /tmp/sluicegate-bench).
@@ -63,10 +65,37 @@ memory_bytes_max = 16777216
 spill_dir = "$WORK/spill"
 TOML
 
+cat > "$WORK/embedded-s3.toml" <<TOML
+[lake.s3]
+bucket = "lake"
+region = "us-east-1"
+endpoint = "http://127.0.0.1:18099"
+path_style = true
+[keys]
+demo = true
+[[sources]]
+name = "generator"
+table = "events"
+[sources.generator]
+records = 1000000
+[[tables]]
+name = "events"
+schema = "builtin:events"
+event_time = "ts"
+transforms = [{ op = "ingest_metadata" }]
+TOML
+S3S_FS="${S3S_FS:-$(command -v s3s-fs || echo "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs")}"
+mkdir -p "$WORK/s3/lake"
+"$S3S_FS" --host 127.0.0.1 --port 18099 --access-key bench --secret-key bench-secret "$WORK/s3" \
+    >/dev/null 2>&1 &
+S3_PID=$!
+trap 'kill $S3_PID 2>/dev/null' EXIT
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true
+
 rate() { grep -o '[0-9,]* records/s' | tr -d ', records/s'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A results
-variants=(embedded file file-no-raw file-no-fsync embedded-spill)
+variants=(embedded file file-no-raw file-no-fsync embedded-spill embedded-s3)
 [ -n "${BASELINE_BIN:-}" ] && variants+=(embedded-baseline file-baseline)
 for i in $(seq "$RUNS"); do
     rm -rf "$WORK/lake"
@@ -75,6 +104,8 @@ for i in $(seq "$RUNS"); do
         rm -rf "$WORK/lake" "$WORK/spill"
         results[$v]+="$("$BIN" run --no-progress --config "$WORK/$v.toml" | rate) "
     done
+    rm -rf "$WORK/s3/lake" && mkdir -p "$WORK/s3/lake"
+    results[embedded-s3]+="$("$BIN" run --no-progress --config "$WORK/embedded-s3.toml" | rate) "
     if [ -n "${BASELINE_BIN:-}" ]; then
         rm -rf "$WORK/lake"
         results[embedded-baseline]+="$("$BASELINE_BIN" run --no-progress --lake "$WORK/lake" | rate) "

@@ -370,7 +370,15 @@ impl Ring {
     }
 
     /// Segment `seg` is on disk (fsynced): its memory and its batch holds go.
+    /// The spill write runs while the ring goes on: if every record of the segment became
+    /// durable meanwhile and the segment left the ring, the new file is not needed — delete it.
     pub fn spilled(&mut self, seg: u64) -> Effects {
+        if seg < self.first_id {
+            return Effects {
+                release: Vec::new(),
+                delete: vec![seg],
+            };
+        }
         let i = self.index(seg);
         let s = &mut self.segments[i];
         s.spilled = true;
@@ -470,6 +478,28 @@ mod tests {
         assert!(b.iter().all(|&x| x == 0));
         b[63] = 7;
         assert_eq!(b[63], 7);
+    }
+
+    #[test]
+    fn a_segment_that_became_durable_during_its_spill_write_has_its_file_deleted() {
+        let mut ring = Ring::new(64 << 20);
+        let rec = "r".repeat(600_000);
+        for batch in 0..3 {
+            append(&mut ring, batch, &rec); // 600 kB records: one per 1 MiB segment
+        }
+        let (seg, _) = ring.spill_candidate().unwrap();
+        assert_eq!(seg, 0);
+        // While the write is in flight, the encoder and the store finish segment 0.
+        ring.consume(0, 1);
+        ring.durable(0, 1);
+        assert_eq!(ring.oldest(), Some(1), "segment 0 left the ring");
+        assert_eq!(
+            ring.spilled(0),
+            Effects {
+                release: vec![],
+                delete: vec![0]
+            }
+        );
     }
 
     #[test]

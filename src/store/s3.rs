@@ -356,7 +356,7 @@ where
             se.err().code().unwrap_or("?"),
             se.err().message().unwrap_or("")
         ),
-        other => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(other)),
+        other => error_chain(other),
     };
     StoreError {
         op,
@@ -364,6 +364,22 @@ where
         message,
         retryable: retry,
     }
+}
+
+/// An error and its sources on one line, each message once ("dispatch failure: io error:
+/// client error (Connect): tcp connect error: Connection refused (os error 111)").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 fn retryable(op: &'static str, key: &str, message: String) -> StoreError {
