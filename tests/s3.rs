@@ -59,6 +59,17 @@ fn the_s3_store_puts_single_and_multipart_objects_and_classifies_errors() {
         store.list("etl/").unwrap(),
         vec!["etl/a/small.parquet".to_string(), "etl/b/big.parquet".to_string()]
     );
+    // SSE-S3: the request carries `x-amz-server-side-encryption: AES256`, single and multipart.
+    let sse = store_for(&server, |c| {
+        c.sse = Sse::S3;
+        c.multipart_threshold_bytes = 5 << 20;
+        c.part_bytes = 5 << 20;
+    });
+    sse.put("etl/c/sse.parquet", b"encrypted at rest").unwrap();
+    sse.put_shared("etl/c/sse-big.parquet", &bytes::Bytes::from(big.clone())).unwrap();
+    assert!(store.get("etl/c/sse-big.parquet").unwrap().unwrap() == big);
+    assert_eq!(store.list("etl/c/").unwrap().len(), 2);
+
     // Nothing left open: aborting partial uploads of a complete key leaves the object alone.
     store.abort_partial("etl/b/big.parquet").unwrap();
     assert!(store.exists("etl/b/big.parquet").unwrap());
