@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 /// Records read per source at most while sampling for schema inference.
 pub const INFER_READ_RECORDS_MAX: usize = 100_000;
-/// How often the main thread checks the cores and redraws the progress line.
-pub const PROGRESS_POLL: Duration = Duration::from_millis(100);
+/// How often the main thread draws progress and nudges the cores (`runtime::nudge`).
+pub const PROGRESS_POLL: Duration = crate::runtime::nudge::NUDGE_INTERVAL;
 /// Preemption quantum of the executors: how long a task may run before `yield_if_needed`
 /// yields. Short, so encoding a large file never stalls a core's other partitions for long.
 pub const EXECUTOR_PREEMPT: Duration = Duration::from_millis(10);
@@ -557,6 +557,8 @@ impl Engine {
             stop: self.stop.clone(),
             progress: progress.clone(),
         });
+        crate::runtime::nudge::install()
+            .map_err(|e| EngineError(format!("cannot install the core nudge signal handler: {e}")))?;
         let mut handles = Vec::new();
         for (core, (&cpu, parts)) in cpus.iter().zip(assigned).enumerate() {
             let shared = shared.clone();
@@ -582,6 +584,9 @@ impl Engine {
             .then(|| crate::telemetry::report::ProgressLine::new(started));
         while !handles.iter().all(|h| h.is_finished()) {
             std::thread::sleep(PROGRESS_POLL);
+            for h in handles.iter().filter(|h| !h.is_finished()) {
+                crate::runtime::nudge::nudge(h);
+            }
             if let Some(p) = progress_line.as_mut() {
                 p.draw(Progress::totals(&progress), false);
             }

@@ -66,7 +66,8 @@ fn the_s3_store_puts_single_and_multipart_objects_and_classifies_errors() {
         c.part_bytes = 5 << 20;
     });
     sse.put("etl/c/sse.parquet", b"encrypted at rest").unwrap();
-    sse.put_shared("etl/c/sse-big.parquet", &bytes::Bytes::from(big.clone())).unwrap();
+    sse.put_shared("etl/c/sse-big.parquet", &bytes::Bytes::from(big.clone()))
+        .unwrap();
     assert!(store.get("etl/c/sse-big.parquet").unwrap().unwrap() == big);
     assert_eq!(store.list("etl/c/").unwrap().len(), 2);
 

@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod core;
 pub mod edge;
+pub mod nudge;
 pub mod placement;
 
 use crate::config::CoresConfig;
