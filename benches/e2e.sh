@@ -65,25 +65,9 @@ memory_bytes_max = 16777216
 spill_dir = "$WORK/spill"
 TOML
 
-cat > "$WORK/embedded-s3.toml" <<TOML
-[lake.s3]
-bucket = "lake"
-region = "us-east-1"
-endpoint = "http://127.0.0.1:18099"
-path_style = true
-[keys]
-demo = true
-[[sources]]
-name = "generator"
-table = "events"
-[sources.generator]
-records = 1000000
-[[tables]]
-name = "events"
-schema = "builtin:events"
-event_time = "ts"
-transforms = [{ op = "ingest_metadata" }]
-TOML
+# The embedded default as written out in examples/, with its [lake] pointed at the S3 server.
+{ printf '[lake.s3]\nbucket = "lake"\nregion = "us-east-1"\nendpoint = "http://127.0.0.1:18099"\npath_style = true\n'
+  grep -v '^\[lake\]$\|^dir = ' examples/embedded-default.toml; } > "$WORK/embedded-s3.toml"
 S3S_FS="${S3S_FS:-$(command -v s3s-fs || echo "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs")}"
 mkdir -p "$WORK/s3/lake"
 "$S3S_FS" --host 127.0.0.1 --port 18099 --access-key bench --secret-key bench-secret "$WORK/s3" \

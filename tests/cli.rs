@@ -354,14 +354,7 @@ fn sigkill_while_spilling_then_restart_recovers_the_spill_exactly_once() {
         .spawn()
         .unwrap();
     let spill = state.join("spill");
-    let spilled = || {
-        std::fs::read_dir(&spill)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|d| files(&d.path(), ".sgsp"))
-            .count()
-    };
+    let spilled = || sluicegate::buffer::recover::spill_files(&spill).len();
     // Kill it once segments are on disk and positions they cover have been checkpointed.
     wait_for("spill files and a checkpoint", Duration::from_secs(60), || {
         spilled() >= 4 && !files(&state.join("checkpoints"), ".json").is_empty()

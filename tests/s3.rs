@@ -277,12 +277,7 @@ fn a_60_second_s3_outage_is_ridden_out_in_bounded_memory_with_nothing_lost_or_du
     server.stop();
     let stopped = std::time::Instant::now();
     std::thread::sleep(Duration::from_secs(60));
-    let spilled_during = std::fs::read_dir(state.join("spill"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|d| files(&d.path(), ".sgsp"))
-        .count();
+    let spilled_during = sluicegate::buffer::recover::spill_files(&state.join("spill")).len();
     server.restart();
     eprintln!("S3 was down for {:.1} s", stopped.elapsed().as_secs_f64());
     let (code, peak_rss) = wait_peak_rss(&mut child);

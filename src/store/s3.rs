@@ -91,40 +91,47 @@ impl S3Store {
         })
     }
 
+    /// The server-side encryption headers of a new object: (algorithm, KMS key id).
+    fn sse(&self) -> (Option<ServerSideEncryption>, Option<String>) {
+        match self.cfg.sse {
+            Sse::None => (None, None),
+            Sse::S3 => (Some(ServerSideEncryption::Aes256), None),
+            Sse::Kms => (
+                Some(ServerSideEncryption::AwsKms),
+                (!self.cfg.kms_key_id.is_empty()).then(|| self.cfg.kms_key_id.clone()),
+            ),
+        }
+    }
+
     async fn put_single(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
-        let mut req = self
-            .client
+        let (sse, kms_key) = self.sse();
+        self.client
             .put_object()
             .bucket(&self.cfg.bucket)
             .key(key)
             .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .body(ByteStream::from(bytes));
-        req = match self.cfg.sse {
-            Sse::None => req,
-            Sse::S3 => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Sse::Kms => req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .set_ssekms_key_id((!self.cfg.kms_key_id.is_empty()).then(|| self.cfg.kms_key_id.clone())),
-        };
-        req.send().await.map_err(|e| classify("put", key, e))?;
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| classify("put", key, e))?;
         Ok(())
     }
 
     async fn put_multipart(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
-        let mut req = self
+        let (sse, kms_key) = self.sse();
+        let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.cfg.bucket)
             .key(key)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32C);
-        req = match self.cfg.sse {
-            Sse::None => req,
-            Sse::S3 => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Sse::Kms => req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .set_ssekms_key_id((!self.cfg.kms_key_id.is_empty()).then(|| self.cfg.kms_key_id.clone())),
-        };
-        let created = req.send().await.map_err(|e| classify("create multipart", key, e))?;
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .send()
+            .await
+            .map_err(|e| classify("create multipart", key, e))?;
         let upload_id = created
             .upload_id()
             .ok_or_else(|| retryable("create multipart", key, "no upload id in the response".into()))?
