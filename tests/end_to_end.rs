@@ -420,7 +420,8 @@ fn a_stalled_store_fills_the_spill_not_memory_and_everything_lands_when_it_recov
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let lake = dir.path().join("lake");
     let mut cfg = config(&lake);
-    let records = 60_000;
+    // ~60 MB of archived rows (~600 bytes each) against 2 × 16 MiB of ring: over half spills.
+    let records = 100_000;
     cfg.sources[0].generator.as_mut().unwrap().records = records;
     cfg.sources[0].generator.as_mut().unwrap().bad_ratio = 0.0;
     cfg.buffer.memory_bytes_max = 16 << 20;

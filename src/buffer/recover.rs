@@ -98,6 +98,14 @@ pub fn recover(
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let name = path.display().to_string();
         done.files += 1;
+        if let Some(v) = super::spill::other_version(&bytes) {
+            return Err(format!(
+                "{name}: spill format version {}, this build reads version {}: finish it with the \
+                 release that wrote it (start and drain that release once) before upgrading",
+                char::from(v),
+                char::from(super::spill::MAGIC[7])
+            ));
+        }
         let (header, head_len) = match SpillHeader::decode(&bytes) {
             Ok(h) => h,
             Err(e) => {

@@ -13,7 +13,8 @@
 //! offset 4   u32 LE  CRC32C of the n archive bytes (0 in memory; filled in by
 //!                    [`fill_crcs`] when the segment is spilled)
 //! offset 8   u64 LE  reserved (0)
-//! offset 16  n bytes the rkyv archive of `Row` (root at its end)
+//! offset 16  n bytes the rkyv archive of `Row` (root at its end; rkyv's `unaligned` format:
+//!            little-endian primitives without padding, a cell is 9 bytes)
 //!            padding to the next multiple of 16
 //! ```
 //!
@@ -385,6 +386,18 @@ mod tests {
             batch_id: 9,
             event_time_us: 1_700_000_000_000_000,
         }
+    }
+
+    #[test]
+    fn archived_cells_are_packed() {
+        // rkyv's `unaligned` format: a tag byte and an 8-byte payload (a number, or a string's
+        // relative pointer and length), instead of 16 bytes with the aligned format.
+        assert_eq!(std::mem::size_of::<ArchivedCell>(), 9);
+        assert_eq!(std::mem::align_of::<ArchivedCell>(), 1);
+        let mut out = aligned(256);
+        let n = write(&mut RowWriter::default(), &mut out, 1, "abc", Val::I64(7)).unwrap();
+        // 16 header + 40 head + 8 cells pointer + 2 × 9 cells + 3 string bytes, aligned to 16.
+        assert_eq!(n, align(FRAME_HEADER_BYTES + 40 + 8 + 18 + 3), "frame of {n} bytes");
     }
 
     fn write(w: &mut RowWriter, out: &mut [u8], position: u64, text: &str, n: Val) -> Option<usize> {

@@ -6,7 +6,8 @@
 //! File format (`<run id>-<segment id, 16 hex digits>.sgsp`), all integers little endian:
 //!
 //! ```text
-//! offset 0    8 bytes  magic "SGSPILL1"
+//! offset 0    8 bytes  magic "SGSPILL2" (the last byte is the format version: 2 since rkyv
+//!                       archives unaligned primitives, a denser row than version 1)
 //! offset 8    u32      header length H (a multiple of 4096, the DMA alignment)
 //! offset 12   u32      JSON length J
 //! offset 16   J bytes  JSON: {"run_id", "core", "segment", "used", "created_us",
@@ -31,7 +32,13 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub const MAGIC: &[u8; 8] = b"SGSPILL1";
+pub const MAGIC: &[u8; 8] = b"SGSPILL2";
+
+/// Whether `bytes` open a spill file of another format version (`Some(version byte)`): such a
+/// file is whole but unreadable by this build, and must never be taken for a torn one.
+pub fn other_version(bytes: &[u8]) -> Option<u8> {
+    (bytes.len() >= 8 && bytes[..7] == MAGIC[..7] && bytes[7] != MAGIC[7]).then(|| bytes[7])
+}
 /// DMA alignment of offsets and lengths.
 pub const ALIGN: usize = 4096;
 /// File name extension.

@@ -437,6 +437,16 @@ fn recovery_flushes_whole_records_below_the_checkpoint_once_and_cuts_a_torn_tail
     std::fs::write(spill.join("core-0/a-0000000000000000.sgsp"), &file).unwrap();
     let third = recover(&spill, &h.pipe.plan, &lake, Some(&cps), &d.seal()).unwrap();
     assert_eq!((third.records_delivered, third.records_flushed), (1, below - 1));
+
+    // A file of another format version (written by an older release) is whole, not torn:
+    // recovery stops with the reason and leaves it on disk.
+    let mut old = file.clone();
+    old[7] = b'1';
+    let path = spill.join("core-0/a-0000000000000000.sgsp");
+    std::fs::write(&path, &old).unwrap();
+    let e = recover(&spill, &h.pipe.plan, &lake, Some(&cps), &Delivered::default()).unwrap_err();
+    assert!(e.contains("spill format version 1, this build reads version 2"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), old, "the file is kept");
 }
 
 /// Every ETL and quarantine file of a run, as the in-flight file and intent the edge gets.
