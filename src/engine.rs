@@ -22,7 +22,7 @@ use crate::runtime::clock::{Clock, SystemClock};
 use crate::runtime::core::{Assigned, CoreReport, Shared};
 use crate::runtime::edge::{Edge, StateStores};
 use crate::source::generator::{event::BUILTIN_SCHEMA_JSON, GeneratorSource, BUILTIN_PREFIX, BUILTIN_SCHEMA_NAME};
-use crate::source::{file::FileSource, Source};
+use crate::source::{file::FileSource, kinesis::KinesisSource, Source};
 use crate::store::s3::S3Store;
 use crate::store::{CheckpointStore, LocalCheckpoints, LocalDirStore, ObjectStore};
 use crate::telemetry::report::RunReport;
@@ -123,22 +123,25 @@ pub fn load_keyring(config: &Config) -> Result<Keyring, EngineError> {
     Ok(k)
 }
 
-/// Build the configured sources.
+/// Build the configured sources; `checkpoints` lets a Kinesis child shard see whether its
+/// parents are finished.
 pub fn build_sources(
     config: &Config,
     keyring: &Arc<Keyring>,
     now_us: i64,
+    checkpoints: Option<Arc<dyn CheckpointStore>>,
 ) -> Result<Vec<Arc<dyn Source>>, EngineError> {
     config
         .sources
         .iter()
         .map(|s| -> Result<Arc<dyn Source>, EngineError> {
             let e = |e: crate::source::SourceError| EngineError(e.to_string());
-            Ok(match (&s.generator, &s.file) {
-                (Some(g), _) => {
+            Ok(match (&s.generator, &s.file, &s.kinesis) {
+                (Some(g), _, _) => {
                     Arc::new(GeneratorSource::try_new(&s.name, g, s.encryption, keyring.clone(), now_us).map_err(e)?)
                 }
-                (_, Some(f)) => Arc::new(FileSource::try_new(&s.name, f).map_err(e)?),
+                (_, Some(f), _) => Arc::new(FileSource::try_new(&s.name, f).map_err(e)?),
+                (_, _, Some(k)) => Arc::new(KinesisSource::try_new(&s.name, k, checkpoints.clone(), None).map_err(e)?),
                 _ => unreachable!("validated: exactly one source kind"),
             })
         })
@@ -422,7 +425,12 @@ impl Engine {
         let now_us = self.clock.now_us();
         let run_id = run_id(now_us, random_u16());
         let layout = Layout::new(&cfg.lake.prefix);
-        let sources = build_sources(cfg, &keyring, now_us)?;
+        let checkpoints: Option<Arc<dyn CheckpointStore>> = cfg
+            .state
+            .dir
+            .as_ref()
+            .map(|d| Arc::new(LocalCheckpoints::new(d)) as Arc<dyn CheckpointStore>);
+        let sources = build_sources(cfg, &keyring, now_us, checkpoints.clone())?;
         let routers = build_routers(cfg);
 
         // Schemas: files are registered; "infer" reuses a stored version or infers one.
@@ -464,11 +472,6 @@ impl Engine {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let checkpoints: Option<Arc<dyn CheckpointStore>> = cfg
-            .state
-            .dir
-            .as_ref()
-            .map(|d| Arc::new(LocalCheckpoints::new(d)) as Arc<dyn CheckpointStore>);
         let plan = Arc::new(build_plan(
             cfg,
             run_id.clone(),
@@ -526,7 +529,23 @@ impl Engine {
         for (si, s) in sources.iter().enumerate() {
             for p in s.partitions().map_err(|e| EngineError(e.to_string()))? {
                 let resume = match &checkpoints {
-                    Some(c) => c.load(s.name(), &p.id).map_err(EngineError)?,
+                    Some(c) => match c.load(s.name(), &p.id).map_err(EngineError)? {
+                        Some(r) => Some(r),
+                        // A start that would move on a restart is fixed, durably, first.
+                        None => match s.anchor(&p, now_us) {
+                            Some(a) => {
+                                c.save(&[crate::store::checkpoint::Checkpoint {
+                                    source: s.name().into(),
+                                    partition: p.id.clone(),
+                                    next_position: a.position,
+                                    cursor: a.cursor.clone(),
+                                }])
+                                .map_err(EngineError)?;
+                                Some(a)
+                            }
+                            None => None,
+                        },
+                    },
                     None => None,
                 };
                 let core = crate::runtime::placement::core_for(s.name(), p.ordinal, cpus.len());

@@ -16,6 +16,7 @@
 //! an object store and a stop flag can be injected through the builder.
 
 pub mod audit;
+pub mod aws;
 pub mod buffer;
 pub mod config;
 pub mod delivery;

@@ -140,9 +140,9 @@ pub fn recover(
                     let (source, partition) = header.slots.get(h.slot as usize).ok_or_else(|| {
                         format!("{name}: frame at {at} names slot {} of {}", h.slot, header.slots.len())
                     })?;
-                    let cp = *cps
-                        .entry((source.clone(), partition.clone()))
-                        .or_insert_with(|| checkpoints.and_then(|c| c.load(source, partition).ok().flatten()));
+                    let cp = *cps.entry((source.clone(), partition.clone())).or_insert_with(|| {
+                        checkpoints.and_then(|c| c.load(source, partition).ok().flatten().map(|r| r.position))
+                    });
                     if cp.is_none_or(|cp| h.position >= cp) {
                         done.records_replayed += 1;
                     } else if delivered.contains(source, partition, h.position) {

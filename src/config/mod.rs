@@ -14,11 +14,13 @@
 //! Bounds: every numeric key has a minimum and maximum checked here; the constants below say
 //! why each one is what it is.
 
+mod kinesis;
 mod validate;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use kinesis::*;
 pub use validate::Validator;
 
 /// Bytes in a mebibyte, for readable bounds.
@@ -322,6 +324,7 @@ pub struct SourceConfig {
     pub batch_records: u32,
     pub generator: Option<GeneratorConfig>,
     pub file: Option<FileConfig>,
+    pub kinesis: Option<KinesisConfig>,
 }
 
 fn default_batch_records() -> u32 {
@@ -693,6 +696,7 @@ impl Config {
                 ..GeneratorConfig::default()
             }),
             file: None,
+            kinesis: None,
         });
         config.tables.push(TableConfig {
             name: "events".into(),

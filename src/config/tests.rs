@@ -107,7 +107,31 @@ fn cross_references_are_checked() {
     );
     assert_eq!(
         first_error(&both),
-        "sources[0]: set exactly one of [generator] or [file], not both"
+        "sources[0]: set exactly one of [generator], [file] or [kinesis], not several"
+    );
+    let kinesis = |extra: &str| {
+        MINIMAL.replace(
+            "[sources.generator]\nrecords = 10",
+            &format!("[sources.kinesis]\nstream = \"s\"\n{extra}"),
+        )
+    };
+    assert_eq!(
+        first_error(&kinesis("")),
+        "sources[0].kinesis: needs state.dir: a stream source resumes from checkpoints"
+    );
+    let kinesis = |extra: &str| format!("[state]\ndir = \"/tmp/s\"\n{}", kinesis(extra));
+    assert!(parse(&kinesis("")).is_ok(), "a minimal Kinesis source is valid");
+    assert_eq!(
+        first_error(&kinesis("shard_calls_per_s_max = 6")),
+        "sources[0].kinesis.shard_calls_per_s_max: must be at most 5, got 6"
+    );
+    assert_eq!(
+        first_error(&kinesis("start = \"at_timestamp\"")),
+        "sources[0].kinesis.start_timestamp: must be set (an RFC 3339 time) with start = \"at_timestamp\""
+    );
+    assert_eq!(
+        first_error(&kinesis("start = \"at_timestamp\"\nstart_timestamp = \"yesterday\"")),
+        "sources[0].kinesis.start_timestamp: must be an RFC 3339 time, got \"yesterday\""
     );
     let no_keys = MINIMAL.replace("demo = true", "");
     assert!(first_error(&no_keys).starts_with("keys: a source uses envelope encryption"));

@@ -119,6 +119,13 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
             );
         }
         source(s, &p, &tables, v);
+        if s.kinesis.is_some() && c.state.dir.is_none() {
+            // Without checkpoints every start would read the stream again from its start.
+            v.error(
+                format!("{p}.kinesis"),
+                "needs state.dir: a stream source resumes from checkpoints",
+            );
+        }
     }
     let mut seen = HashSet::new();
     for (i, t) in c.tables.iter().enumerate() {
@@ -338,11 +345,12 @@ fn source(s: &SourceConfig, p: &str, tables: &HashSet<&str>, v: &mut Validator) 
         }
     }
     v.range_u64(&format!("{p}.batch_records"), s.batch_records.into(), 1, 100_000, plain);
-    match (&s.generator, &s.file) {
-        (Some(g), None) => generator(g, &format!("{p}.generator"), v),
-        (None, Some(f)) => file(f, &format!("{p}.file"), v),
-        (Some(_), Some(_)) => v.error(p, "set exactly one of [generator] or [file], not both"),
-        (None, None) => v.error(p, "set exactly one of [generator] or [file]"),
+    match (&s.generator, &s.file, &s.kinesis) {
+        (Some(g), None, None) => generator(g, &format!("{p}.generator"), v),
+        (None, Some(f), None) => file(f, &format!("{p}.file"), v),
+        (None, None, Some(k)) => super::kinesis::validate(k, &format!("{p}.kinesis"), v),
+        (None, None, None) => v.error(p, "set exactly one of [generator], [file] or [kinesis]"),
+        _ => v.error(p, "set exactly one of [generator], [file] or [kinesis], not several"),
     }
 }
 

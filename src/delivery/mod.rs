@@ -173,7 +173,7 @@ pub fn retire_covered(
             let cp = match cache.get(&(run.source.as_str(), run.partition.as_str())) {
                 Some(cp) => *cp,
                 None => {
-                    let cp = checkpoints.load(&run.source, &run.partition)?;
+                    let cp = checkpoints.load(&run.source, &run.partition)?.map(|r| r.position);
                     cache.insert((&run.source, &run.partition), cp);
                     cp
                 }

@@ -113,6 +113,7 @@ fn resolve_commits_stored_objects_and_aborts_the_rest() {
         source: "gen".into(),
         partition: p.into(),
         next_position: n,
+        cursor: None,
     };
     cps.save(&[cp("0", 20)]).unwrap();
     assert_eq!(

@@ -31,21 +31,20 @@ impl Pipeline {
         }
         let changed = self.tracker.take_changed();
         if self.plan.checkpoints_enabled && !changed.is_empty() {
+            let slots = changed.iter().map(|(slot, next)| (*slot, next.position)).collect();
             let checkpoints = changed
-                .iter()
-                .map(|&(slot, next)| {
+                .into_iter()
+                .map(|(slot, next)| {
                     let p = &self.partitions[slot];
                     Checkpoint {
                         source: self.plan.sources[p.source as usize].name.clone(),
                         partition: p.id.clone(),
-                        next_position: next,
+                        next_position: next.position,
+                        cursor: next.cursor,
                     }
                 })
                 .collect();
-            out.push(Output::Checkpoint(Checkpoints {
-                checkpoints,
-                slots: changed,
-            }));
+            out.push(Output::Checkpoint(Checkpoints { checkpoints, slots }));
         }
         self.retire(out);
     }

@@ -104,6 +104,8 @@ pub struct OwnedPartition {
     /// Positions already delivered by files of an earlier run (the delivery contract): the
     /// replay skips them.
     skip: Skip,
+    /// The partition's last reported lag behind its newest record (Kinesis), in ms.
+    lag_ms: u64,
 }
 
 /// Something the core must still do with an output.
@@ -248,8 +250,15 @@ impl Pipeline {
             id: id.to_string(),
             next_ordinal: 0,
             skip: delivered,
+            lag_ms: 0,
         });
         slot
+    }
+
+    /// Note partition `slot`'s reported lag; the core's counter is its most-behind partition.
+    pub fn note_lag(&mut self, slot: usize, lag_ms: u64) {
+        self.partitions[slot].lag_ms = lag_ms;
+        self.counters.source_lag_ms = self.partitions.iter().map(|p| p.lag_ms).max().unwrap_or(0);
     }
 
     /// Fetch batches not yet durable in every output that holds their records.
@@ -271,7 +280,13 @@ impl Pipeline {
         let t_start = self.clock.monotonic_ns();
         let ingest_us = self.clock.now_us();
         let source = self.partitions[slot].source;
-        let batch_id = self.tracker.open(slot, batch.next_position);
+        let batch_id = self.tracker.open(
+            slot,
+            crate::source::Resume {
+                position: batch.next_position,
+                cursor: batch.cursor.clone(),
+            },
+        );
         let before = self.counters.clone();
 
         if self.plan.raw_enabled {

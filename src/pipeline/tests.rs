@@ -255,7 +255,8 @@ fn checkpoints_follow_durability_and_come_after_the_audit() {
         vec![Checkpoint {
             source: "generator".into(),
             partition: "1".into(),
-            next_position: 150
+            next_position: 150,
+            cursor: None,
         }]
     );
     assert_eq!(h.pipe.open_batches(), 0);
@@ -367,6 +368,7 @@ fn recovery_flushes_whole_records_below_the_checkpoint_once_and_cuts_a_torn_tail
         source: header.slots[0].0.clone(),
         partition: ids[0].clone(),
         next_position: mid,
+        cursor: None,
     }])
     .unwrap();
     let below = rows.iter().filter(|r| r.0 == 0 && r.1 < mid).count() as u64;

@@ -12,13 +12,14 @@
 //! Bounds: entries live from fetch until durable, so their number is bounded by what the
 //! buffers hold (at most one entry per batch of `batch_records`).
 
+use crate::source::Resume;
 use std::collections::{HashMap, VecDeque};
 
 #[derive(Debug, Default)]
 struct Partition {
-    /// Batches in fetch order: (batch id, next_position).
-    order: VecDeque<(u64, u64)>,
-    durable: Option<u64>,
+    /// Batches in fetch order: (batch id, where to resume once it is durable).
+    order: VecDeque<(u64, Resume)>,
+    durable: Option<Resume>,
     /// Set when `durable` moved since the last [`Tracker::take_changed`].
     changed: bool,
 }
@@ -39,10 +40,10 @@ impl Tracker {
     }
 
     /// Open a batch with one hold (the processing hold); returns its id.
-    pub fn open(&mut self, slot: usize, next_position: u64) -> u64 {
+    pub fn open(&mut self, slot: usize, next: Resume) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.partitions[slot].order.push_back((id, next_position));
+        self.partitions[slot].order.push_back((id, next));
         self.holds.insert(id, (slot, 1));
         id
     }
@@ -60,29 +61,29 @@ impl Tracker {
         let slot = entry.0;
         self.holds.remove(&id);
         let p = &mut self.partitions[slot];
-        while let Some(&(front, next)) = p.order.front() {
-            if self.holds.contains_key(&front) {
+        while let Some((front, _)) = p.order.front() {
+            if self.holds.contains_key(front) {
                 break;
             }
-            p.order.pop_front();
+            let (_, next) = p.order.pop_front().expect("a front entry");
             p.durable = Some(next);
             p.changed = true;
         }
     }
 
     pub fn durable(&self, slot: usize) -> Option<u64> {
-        self.partitions[slot].durable
+        self.partitions[slot].durable.as_ref().map(|r| r.position)
     }
 
-    /// Partitions whose durable position moved since the last call, with that position.
-    pub fn take_changed(&mut self) -> Vec<(usize, u64)> {
+    /// Partitions whose durable position moved since the last call, with where they resume.
+    pub fn take_changed(&mut self) -> Vec<(usize, Resume)> {
         self.partitions
             .iter_mut()
             .enumerate()
             .filter(|(_, p)| p.changed)
             .map(|(i, p)| {
                 p.changed = false;
-                (i, p.durable.expect("changed implies durable"))
+                (i, p.durable.clone().expect("changed implies durable"))
             })
             .collect()
     }
@@ -97,13 +98,23 @@ impl Tracker {
 mod tests {
     use super::*;
 
+    fn at(position: u64) -> Resume {
+        Resume { position, cursor: None }
+    }
+
     #[test]
     fn durable_moves_over_a_gap_free_prefix_only() {
         let mut t = Tracker::default();
         let p = t.add_partition();
-        let a = t.open(p, 10);
-        let b = t.open(p, 20);
-        let c = t.open(p, 30);
+        let a = t.open(p, at(10));
+        let b = t.open(
+            p,
+            Resume {
+                position: 20,
+                cursor: Some("after:20".into()),
+            },
+        );
+        let c = t.open(p, at(30));
         for id in [a, b, c] {
             t.hold(id); // one output each
             t.release(id); // processing done
@@ -113,7 +124,17 @@ mod tests {
         assert_eq!(t.durable(p), None, "a is still held");
         t.release(a);
         assert_eq!(t.durable(p), Some(20));
-        assert_eq!(t.take_changed(), vec![(p, 20)]);
+        // The cursor travels with its position into the checkpoint.
+        assert_eq!(
+            t.take_changed(),
+            vec![(
+                p,
+                Resume {
+                    position: 20,
+                    cursor: Some("after:20".into())
+                }
+            )]
+        );
         assert!(t.take_changed().is_empty());
         t.release(c);
         assert_eq!(t.durable(p), Some(30));
@@ -124,8 +145,8 @@ mod tests {
     fn partitions_are_independent() {
         let mut t = Tracker::default();
         let (p, q) = (t.add_partition(), t.add_partition());
-        let a = t.open(p, 5);
-        let b = t.open(q, 7);
+        let a = t.open(p, at(5));
+        let b = t.open(q, at(7));
         t.release(b);
         assert_eq!((t.durable(p), t.durable(q)), (None, Some(7)));
         t.release(a);
@@ -137,7 +158,7 @@ mod tests {
     fn over_release_is_a_programmer_error() {
         let mut t = Tracker::default();
         let p = t.add_partition();
-        let a = t.open(p, 1);
+        let a = t.open(p, at(1));
         t.release(a);
         t.release(a);
     }

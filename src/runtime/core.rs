@@ -45,7 +45,7 @@ pub const EDGE_POLL_INTERVAL: Duration = Duration::from_millis(1);
 pub struct Assigned {
     pub source: u16,
     pub info: PartitionInfo,
-    pub resume: Option<u64>,
+    pub resume: Option<crate::source::Resume>,
     /// Positions past `resume` already delivered by files of a crashed run: the replay skips them.
     pub delivered: crate::delivery::Skip,
 }
@@ -370,7 +370,7 @@ async fn partition_task(ctx: Ctx, slot: usize, assigned: Assigned, sealed: Rc<Lo
     let shared = ctx.shared.clone();
     let source = &shared.sources[assigned.source as usize];
     let batch_records = shared.plan.sources[assigned.source as usize].batch_records;
-    let mut reader = match source.open(&assigned.info, assigned.resume) {
+    let mut reader = match source.open(&assigned.info, assigned.resume.as_ref()) {
         Ok(r) => r,
         Err(e) => {
             ctx.pipe.borrow_mut().counters.source_errors += 1;
@@ -384,6 +384,13 @@ async fn partition_task(ctx: Ctx, slot: usize, assigned: Assigned, sealed: Rc<Lo
         ctx.admit(&mut out, &sealed).await;
         let t0 = shared.clock.monotonic_ns();
         let fetched = reader.fetch(&mut batch, batch_records, &*shared.clock);
+        {
+            let mut pipe = ctx.pipe.borrow_mut();
+            pipe.counters.source_throttles += reader.take_throttles();
+            if let Some(lag) = reader.lag_ms() {
+                pipe.note_lag(slot, lag);
+            }
+        }
         let kind = match fetched {
             Ok(k) => k,
             Err(e) => {

@@ -16,7 +16,7 @@
 //! the partition is the only reader.
 
 use super::framing::{Frame, FrameReader, LZ4_MAGIC, MAGIC};
-use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Source, SourceError};
+use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Resume, Source, SourceError};
 use crate::config::{FileConfig, Framing};
 use crate::extract::{Reject, Rule, Stage, RECORD_BYTES_MAX};
 use crate::runtime::clock::Clock;
@@ -189,7 +189,12 @@ impl Source for FileSource {
             .collect())
     }
 
-    fn open(&self, partition: &PartitionInfo, resume: Option<u64>) -> Result<Box<dyn PartitionReader>, SourceError> {
+    fn open(
+        &self,
+        partition: &PartitionInfo,
+        resume: Option<&Resume>,
+    ) -> Result<Box<dyn PartitionReader>, SourceError> {
+        let resume = resume.map(|r| r.position);
         let split = self.splits[partition.ordinal as usize].clone();
         let err = |e: io::Error| SourceError {
             source_name: self.name.clone(),

@@ -6,6 +6,9 @@
 //! to `max_records` payloads, exactly as received, to a [`FetchBatch`] and says whether more
 //! may come. Positions are per partition, strictly increasing, and `next_position` is where a
 //! restart resumes; the core checkpoints a position only once everything before it is durable.
+//! A source whose own cursor is not a `u64` (a Kinesis sequence number) also sets the batch's
+//! `cursor`: the checkpoint stores it beside the position ([`Resume`]), and `open` gets both
+//! back, so positions stay the same across restarts while the source resumes by its own cursor.
 //!
 //! Invariants:
 //! - A reader is owned by one core for its whole life (readers need not be `Send`).
@@ -17,6 +20,7 @@
 pub mod file;
 pub mod framing;
 pub mod generator;
+pub mod kinesis;
 
 use crate::extract::{Reject, RECORD_BYTES_MAX};
 use crate::runtime::clock::Clock;
@@ -53,6 +57,16 @@ pub struct FetchBatch {
     pub records: Vec<RecordSpan>,
     /// Position to resume from once every record of this batch is durable.
     pub next_position: u64,
+    /// The source's own cursor at the same point, if positions alone cannot say where to resume.
+    pub cursor: Option<String>,
+}
+
+/// Where a partition resumes: a checkpoint's position and, for sources that need it, their
+/// own cursor at that position.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resume {
+    pub position: u64,
+    pub cursor: Option<String>,
 }
 
 impl FetchBatch {
@@ -106,11 +120,27 @@ pub struct SourceError {
 pub trait Source: Send + Sync {
     fn name(&self) -> &str;
     fn partitions(&self) -> Result<Vec<PartitionInfo>, SourceError>;
-    /// Open a reader at `resume` (a `next_position` from a checkpoint) or at the beginning.
-    fn open(&self, partition: &PartitionInfo, resume: Option<u64>) -> Result<Box<dyn PartitionReader>, SourceError>;
+    /// Where a partition without a checkpoint starts, when that must be fixed before it is
+    /// first read (a start like "the latest record" would move on a restart): the engine
+    /// checkpoints it before any core opens the partition. `None`: the start is fixed already.
+    fn anchor(&self, _partition: &PartitionInfo, _now_us: i64) -> Option<Resume> {
+        None
+    }
+    /// Open a reader at `resume` (from a checkpoint) or at the beginning.
+    fn open(&self, partition: &PartitionInfo, resume: Option<&Resume>)
+        -> Result<Box<dyn PartitionReader>, SourceError>;
 }
 
 pub trait PartitionReader {
     /// Clear `batch`, then fill it with up to `max_records` payloads.
     fn fetch(&mut self, batch: &mut FetchBatch, max_records: usize, clock: &dyn Clock) -> Result<Fetch, SourceError>;
+    /// How far behind the newest record of its partition the reader is (Kinesis
+    /// MillisBehindLatest), if the source says.
+    fn lag_ms(&self) -> Option<u64> {
+        None
+    }
+    /// Calls the source throttled since the last call of this method.
+    fn take_throttles(&mut self) -> u64 {
+        0
+    }
 }

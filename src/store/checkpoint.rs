@@ -10,6 +10,7 @@
 //! lake and the audit rows describing those files are durable too (see `pipeline`).
 
 use crate::load::layout::safe_id;
+use crate::source::Resume;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
@@ -20,10 +21,13 @@ pub struct Checkpoint {
     pub source: String,
     pub partition: String,
     pub next_position: u64,
+    /// The source's own cursor at `next_position` (see `source::Resume`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 pub trait CheckpointStore: Send + Sync {
-    fn load(&self, source: &str, partition: &str) -> Result<Option<u64>, String>;
+    fn load(&self, source: &str, partition: &str) -> Result<Option<Resume>, String>;
     fn save(&self, checkpoints: &[Checkpoint]) -> Result<(), String>;
 }
 
@@ -44,7 +48,7 @@ impl LocalCheckpoints {
 }
 
 impl CheckpointStore for LocalCheckpoints {
-    fn load(&self, source: &str, partition: &str) -> Result<Option<u64>, String> {
+    fn load(&self, source: &str, partition: &str) -> Result<Option<Resume>, String> {
         let path = self.path(source, partition);
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
@@ -61,7 +65,10 @@ impl CheckpointStore for LocalCheckpoints {
                 c.partition
             ));
         }
-        Ok(Some(c.next_position))
+        Ok(Some(Resume {
+            position: c.next_position,
+            cursor: c.cursor,
+        }))
     }
 
     fn save(&self, checkpoints: &[Checkpoint]) -> Result<(), String> {
@@ -104,11 +111,27 @@ mod tests {
             source: "gen".into(),
             partition: p.into(),
             next_position: n,
+            cursor: None,
         };
+        let at = |position| Some(Resume { position, cursor: None });
         s.save(&[c("0", 10), c("/data/a b.ndjson#0", 20)]).unwrap();
         s.save(&[c("0", 11)]).unwrap();
-        assert_eq!(s.load("gen", "0").unwrap(), Some(11));
-        assert_eq!(s.load("gen", "/data/a b.ndjson#0").unwrap(), Some(20));
+        assert_eq!(s.load("gen", "0").unwrap(), at(11));
+        assert_eq!(s.load("gen", "/data/a b.ndjson#0").unwrap(), at(20));
+        // A cursor comes back with its position; a file without one (older runs) reads as None.
+        let shard = Checkpoint {
+            cursor: Some("after:4959".into()),
+            ..c("shardId-000000000001", 7)
+        };
+        s.save(std::slice::from_ref(&shard)).unwrap();
+        assert_eq!(
+            s.load("gen", "shardId-000000000001").unwrap(),
+            Some(Resume {
+                position: 7,
+                cursor: Some("after:4959".into())
+            })
+        );
+        assert!(!fs::read_to_string(s.path("gen", "0")).unwrap().contains("cursor"));
         assert_eq!(s.load("other", "0").unwrap(), None);
         fs::write(s.path("gen", "0"), "{").unwrap();
         assert!(s.load("gen", "0").unwrap_err().contains("corrupt"));

@@ -19,6 +19,7 @@
 //! 5xx, 429 and throttling codes — not 4xx like AccessDenied or NoSuchBucket.
 
 use super::{ObjectStore, StoreError};
+use crate::aws::{error_chain, is_transport, status};
 use crate::config::{S3Config, Sse};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -49,26 +50,9 @@ impl S3Store {
     /// A store with the given static credentials instead of the provider chain (embedders and
     /// tests that must not read the process environment).
     pub fn with_credentials(cfg: &S3Config, credentials: Option<(&str, &str)>) -> Result<S3Store, StoreError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(S3_RUNTIME_THREADS)
-            .thread_name("sluicegate-s3")
-            .enable_all()
-            .build()
+        let rt = crate::aws::runtime("sluicegate-s3", S3_RUNTIME_THREADS)
             .map_err(|e| fatal("start", &cfg.bucket, format!("cannot start the S3 runtime: {e}")))?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
-        if !cfg.region.is_empty() {
-            loader = loader.region(aws_config::Region::new(cfg.region.clone()));
-        }
-        if let Some((id, secret)) = credentials {
-            loader =
-                loader.credentials_provider(aws_sdk_s3::config::Credentials::new(id, secret, None, None, "static"));
-        }
-        let sdk = rt.block_on(loader.load());
+        let sdk = crate::aws::sdk_config(&rt, &cfg.region, credentials);
         let mut b = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(cfg.path_style)
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(cfg.attempts_max))
@@ -78,9 +62,6 @@ impl S3Store {
                     .operation_attempt_timeout(Duration::from_millis(cfg.attempt_timeout_ms))
                     .build(),
             );
-        if sdk.region().is_none() {
-            b = b.region(aws_config::Region::new("us-east-1"));
-        }
         if let Some(e) = &cfg.endpoint {
             b = b.endpoint_url(e);
         }
@@ -336,10 +317,6 @@ fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool 
     }
 }
 
-fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
-    e.raw_response().map(|r| r.status().as_u16())
-}
-
 /// Turn an SDK error into a [`StoreError`], deciding whether retrying the file may help.
 fn classify<E>(op: &'static str, key: &str, e: SdkError<E, HttpResponse>) -> StoreError
 where
@@ -348,7 +325,7 @@ where
     let status = status(&e);
     let retry = match &e {
         SdkError::ConstructionFailure(_) => false,
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        e if is_transport(e) => true,
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or_default();
             status.is_some_and(|s| s >= 500 || s == 429)
@@ -371,22 +348,6 @@ where
         message,
         retryable: retry,
     }
-}
-
-/// An error and its sources on one line, each message once ("dispatch failure: io error:
-/// client error (Connect): tcp connect error: Connection refused (os error 111)").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !out.contains(&m) {
-            out.push_str(": ");
-            out.push_str(&m);
-        }
-        cur = c.source();
-    }
-    out
 }
 
 fn retryable(op: &'static str, key: &str, message: String) -> StoreError {

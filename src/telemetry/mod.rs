@@ -124,6 +124,11 @@ pub struct Counters {
     pub rejected_by_rule: [u64; Rule::ALL.len()],
     /// Source errors (a partition that stopped on an I/O error).
     pub source_errors: u64,
+    /// Calls the source throttled (Kinesis ProvisionedThroughputExceeded and kin), retried.
+    pub source_throttles: u64,
+    /// How far the most-behind partition is from its newest record, by its last report
+    /// (Kinesis MillisBehindLatest); over cores, the highest.
+    pub source_lag_ms: u64,
     /// Time tasks waited for downstream (a full encoder queue, the store's in-flight bound,
     /// the buffer memory budget).
     pub backpressure_ns: u64,
@@ -153,6 +158,8 @@ impl Counters {
             *a += b;
         }
         self.source_errors += o.source_errors;
+        self.source_throttles += o.source_throttles;
+        self.source_lag_ms = self.source_lag_ms.max(o.source_lag_ms);
         self.backpressure_ns += o.backpressure_ns;
         self.spill_writes += o.spill_writes;
         self.spill_reads += o.spill_reads;

@@ -135,6 +135,13 @@ impl RunReport {
             thousands(c.spill_reads),
             bytes_human(c.spill_bytes_peak)
         ));
+        if c.source_throttles > 0 || c.source_lag_ms > 0 {
+            s.push_str(&format!(
+                "  source      {} throttled calls (retried)   lag {:.1} s behind the newest record at the end\n",
+                thousands(c.source_throttles),
+                c.source_lag_ms as f64 / 1e3
+            ));
+        }
         let r = &self.recovered;
         if r.files > 0 {
             s.push_str(&format!(

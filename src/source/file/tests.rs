@@ -15,7 +15,14 @@ type Read = (Vec<u8>, u64, Option<Rule>);
 
 /// Read a partition to its end: every record, and the last `next_position`.
 fn read_all(src: &FileSource, p: &PartitionInfo, resume: Option<u64>, per_fetch: usize) -> (Vec<Read>, u64) {
-    let mut r = src.open(p, resume).unwrap();
+    let mut r = src
+        .open(
+            p,
+            resume
+                .map(|position| crate::source::Resume { position, cursor: None })
+                .as_ref(),
+        )
+        .unwrap();
     let mut batch = FetchBatch::default();
     let mut out = Vec::new();
     loop {

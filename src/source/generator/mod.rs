@@ -15,7 +15,7 @@
 
 pub mod event;
 
-use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Source, SourceError};
+use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Resume, Source, SourceError};
 use crate::config::{Encryption, GeneratorConfig};
 use crate::extract::envelope;
 use crate::extract::keyring::Keyring;
@@ -151,7 +151,12 @@ impl Source for GeneratorSource {
             .collect())
     }
 
-    fn open(&self, partition: &PartitionInfo, resume: Option<u64>) -> Result<Box<dyn PartitionReader>, SourceError> {
+    fn open(
+        &self,
+        partition: &PartitionInfo,
+        resume: Option<&Resume>,
+    ) -> Result<Box<dyn PartitionReader>, SourceError> {
+        let resume = resume.map(|r| r.position);
         let parts = self.inner.cfg.partitions.max(1) as f64;
         Ok(Box::new(GeneratorReader {
             inner: self.inner.clone(),

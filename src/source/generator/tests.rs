@@ -110,7 +110,15 @@ fn counts_split_over_partitions_and_readers_stop_there() {
     );
     let clock = ManualClock::new(0);
     let parts = g.partitions().unwrap();
-    let mut r = g.open(&parts[0], Some(1)).unwrap();
+    let mut r = g
+        .open(
+            &parts[0],
+            Some(&crate::source::Resume {
+                position: 1,
+                cursor: None,
+            }),
+        )
+        .unwrap();
     let mut batch = FetchBatch::default();
     assert_eq!(r.fetch(&mut batch, 100, &clock).unwrap(), Fetch::End);
     let positions: Vec<u64> = batch.records.iter().map(|r| r.position).collect();
