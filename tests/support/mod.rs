@@ -2,6 +2,7 @@
 //! regenerating what the generator sent, and running the real binary.
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod s3;
 
 use arrow_array::cast::AsArray;
