@@ -69,10 +69,13 @@ interval_ms = 200
     .unwrap();
 }
 
-/// (shard, position) → event id of every ETL row, and (shard, position) of every quarantined
-/// record, each with its count (a duplicate counts twice).
-fn lake_rows(lake: &Path) -> (HashMap<(String, u64), (String, u32)>, HashMap<(String, u64), u32>) {
-    let mut etl: HashMap<(String, u64), (String, u32)> = HashMap::new();
+/// A record's place: (shard, position).
+type At = (String, u64);
+
+/// At → (event id, times written) of every ETL row, and At → times written of every
+/// quarantined record.
+fn lake_rows(lake: &Path) -> (HashMap<At, (String, u32)>, HashMap<At, u32>) {
+    let mut etl: HashMap<At, (String, u32)> = HashMap::new();
     for f in files(&lake.join("etl"), ".parquet") {
         for b in read_parquet(&f) {
             for i in 0..b.num_rows() {
@@ -85,7 +88,7 @@ fn lake_rows(lake: &Path) -> (HashMap<(String, u64), (String, u32)>, HashMap<(St
             }
         }
     }
-    let mut quarantined: HashMap<(String, u64), u32> = HashMap::new();
+    let mut quarantined: HashMap<At, u32> = HashMap::new();
     for l in quarantine_lines(lake) {
         let key = (
             l["partition"].as_str().unwrap().to_string(),
@@ -153,7 +156,7 @@ fn kinesis_records_land_exactly_once_and_in_shard_order_through_sigkills() {
 
     // The last run: until every record is in the lake, then Ctrl-C (a stream never ends).
     let lake = dir.path().join("lake");
-    let mut child = sluicegate(&config)
+    let child = sluicegate(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
