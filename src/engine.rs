@@ -123,6 +123,56 @@ pub fn load_keyring(config: &Config) -> Result<Keyring, EngineError> {
     Ok(k)
 }
 
+/// Where partitions go: each to one core, with its checkpoint (or the anchor its source fixes
+/// now) and the positions an earlier run's files already delivered.
+struct Placement<'a> {
+    cores: usize,
+    checkpoints: Option<Arc<dyn CheckpointStore>>,
+    delivered: &'a crate::delivery::Delivered,
+    now_us: i64,
+}
+
+impl Placement<'_> {
+    fn assign(
+        &self,
+        si: usize,
+        s: &dyn Source,
+        p: crate::source::PartitionInfo,
+    ) -> Result<(usize, Assigned), EngineError> {
+        let resume = match &self.checkpoints {
+            Some(c) => match c.load(s.name(), &p.id).map_err(EngineError)? {
+                Some(r) => Some(r),
+                // A start that would move on a restart is fixed, durably, first.
+                None => match s.anchor(&p, self.now_us) {
+                    Some(a) => {
+                        c.save(&[crate::store::checkpoint::Checkpoint {
+                            source: s.name().into(),
+                            partition: p.id.clone(),
+                            next_position: a.position,
+                            cursor: a.cursor.clone(),
+                        }])
+                        .map_err(EngineError)?;
+                        Some(a)
+                    }
+                    None => None,
+                },
+            },
+            None => None,
+        };
+        let core = crate::runtime::placement::core_for(s.name(), p.ordinal, self.cores);
+        let delivered = self.delivered.skip(s.name(), &p.id);
+        Ok((
+            core,
+            Assigned {
+                source: si as u16,
+                info: p,
+                resume,
+                delivered,
+            },
+        ))
+    }
+}
+
 /// Build the configured sources; `checkpoints` lets a Kinesis child shard see whether its
 /// parents are finished.
 pub fn build_sources(
@@ -524,41 +574,24 @@ impl Engine {
         }
 
         // Placement: each partition to exactly one core, with its checkpoint.
+        let placement = Placement {
+            cores: cpus.len(),
+            checkpoints: checkpoints.clone(),
+            delivered: &resolution.delivered,
+            now_us,
+        };
         let mut assigned: Vec<Vec<Assigned>> = vec![Vec::new(); cpus.len()];
-        let mut partitions = 0;
+        let mut known = std::collections::HashSet::new();
         for (si, s) in sources.iter().enumerate() {
             for p in s.partitions().map_err(|e| EngineError(e.to_string()))? {
-                let resume = match &checkpoints {
-                    Some(c) => match c.load(s.name(), &p.id).map_err(EngineError)? {
-                        Some(r) => Some(r),
-                        // A start that would move on a restart is fixed, durably, first.
-                        None => match s.anchor(&p, now_us) {
-                            Some(a) => {
-                                c.save(&[crate::store::checkpoint::Checkpoint {
-                                    source: s.name().into(),
-                                    partition: p.id.clone(),
-                                    next_position: a.position,
-                                    cursor: a.cursor.clone(),
-                                }])
-                                .map_err(EngineError)?;
-                                Some(a)
-                            }
-                            None => None,
-                        },
-                    },
-                    None => None,
-                };
-                let core = crate::runtime::placement::core_for(s.name(), p.ordinal, cpus.len());
-                let delivered = resolution.delivered.skip(s.name(), &p.id);
-                assigned[core].push(Assigned {
-                    source: si as u16,
-                    info: p,
-                    resume,
-                    delivered,
-                });
-                partitions += 1;
+                known.insert((si, p.id.clone()));
+                let (core, a) = placement.assign(si, &**s, p)?;
+                assigned[core].push(a);
             }
         }
+        let (discovered_tx, discovered_rx): (Vec<_>, Vec<_>) = (0..cpus.len())
+            .map(|_| crossbeam_channel::bounded::<Assigned>(crate::runtime::core::DISCOVERED_QUEUE_MAX))
+            .unzip();
 
         let state_for_retire = state.clone();
         let edge = Edge::start(
@@ -571,7 +604,7 @@ impl Engine {
         let progress: Arc<Vec<Progress>> = Arc::new((0..cpus.len()).map(|_| Progress::default()).collect());
         let shared = Arc::new(Shared {
             plan: plan.clone(),
-            sources,
+            sources: sources.clone(),
             clock: self.clock.clone(),
             stop: self.stop.clone(),
             progress: progress.clone(),
@@ -582,6 +615,7 @@ impl Engine {
         for (core, (&cpu, parts)) in cpus.iter().zip(assigned).enumerate() {
             let shared = shared.clone();
             let (jobs, replies) = (edge.jobs.clone(), edge.replies[core].clone());
+            let discovered = discovered_rx[core].clone();
             let builder = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
                 .name(&format!("sluicegate-core{core}"))
                 .io_memory(cfg.runtime.io_memory_bytes as usize)
@@ -592,7 +626,9 @@ impl Engine {
                     let ex = builder
                         .make()
                         .map_err(|e| crate::runtime::executor_start_hint(&e.to_string()))?;
-                    Ok(ex.run(crate::runtime::core::run(core, parts, shared, jobs, replies)))
+                    Ok(ex.run(crate::runtime::core::run(
+                        core, parts, shared, jobs, replies, discovered,
+                    )))
                 })
                 .map_err(|e| EngineError(format!("cannot spawn the thread of core {core}: {e}")))?;
             handles.push(h);
@@ -601,8 +637,49 @@ impl Engine {
         let mut progress_line = self
             .progress
             .then(|| crate::telemetry::report::ProgressLine::new(started));
+        let discovering: Vec<(usize, Duration)> = sources
+            .iter()
+            .enumerate()
+            .filter_map(|(si, s)| s.discovery_interval().map(|d| (si, d)))
+            .collect();
+        let mut next_discovery: Vec<Instant> = discovering.iter().map(|(_, d)| Instant::now() + *d).collect();
         while !handles.iter().all(|h| h.is_finished()) {
             std::thread::sleep(PROGRESS_POLL);
+            // Partitions that appeared since the start (Kinesis child shards): to their cores.
+            for ((si, every), next) in discovering.iter().zip(&mut next_discovery) {
+                if Instant::now() < *next || self.stop.load(Ordering::SeqCst) {
+                    continue;
+                }
+                *next = Instant::now() + *every;
+                let s = &sources[*si];
+                match s.partitions() {
+                    Ok(parts) => {
+                        for p in parts {
+                            if known.contains(&(*si, p.id.clone())) {
+                                continue;
+                            }
+                            let id = p.id.clone();
+                            match placement.assign(*si, &**s, p) {
+                                Ok((core, a)) => {
+                                    if discovered_tx[core].try_send(a).is_ok() {
+                                        known.insert((*si, id));
+                                    }
+                                }
+                                Err(e) => eprintln!(
+                                    "level=warn source={} partition={id} msg=\"cannot place a new partition\" error={:?}",
+                                    s.name(),
+                                    e.0
+                                ),
+                            }
+                        }
+                    }
+                    Err(e) => eprintln!(
+                        "level=warn source={} msg=\"listing partitions failed, retrying\" error={:?}",
+                        s.name(),
+                        e.to_string()
+                    ),
+                }
+            }
             for h in handles.iter().filter(|h| !h.is_finished()) {
                 crate::runtime::nudge::nudge(h);
             }
@@ -655,7 +732,7 @@ impl Engine {
             run_id,
             lake: self.store.describe(),
             cores: cpus,
-            partitions,
+            partitions: known.len(),
             elapsed: started.elapsed(),
             counters,
             hist,

@@ -1,10 +1,12 @@
 //! The Kinesis source against a real Kinesis endpoint (moto's server on 127.0.0.1): records
 //! produced with boto3, plain and KPL-aggregated (aws-kinesis-agg), read by the real binary
-//! through SIGKILLs at seeded moments; at the end every record is in the ETL zone or quarantine
-//! exactly once, and each shard's records are in the lake in the shard's order.
+//! through SIGKILLs at seeded moments and a shard split while it runs; at the end every record is
+//! in the ETL zone or quarantine exactly once, each shard's records are in the lake in the
+//! shard's order, and the split shard's children were read only after it.
 
 mod support;
 
+use arrow_array::cast::AsArray;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -46,6 +48,7 @@ region = "us-east-1"
 endpoint = "{endpoint}"
 idle_ms = 100
 records_per_call_max = 500
+discovery_interval_ms = 300
 [[tables]]
 name = "events"
 schema = "builtin:events"
@@ -72,10 +75,12 @@ interval_ms = 200
 /// A record's place: (shard, position).
 type At = (String, u64);
 
-/// At → (event id, times written) of every ETL row, and At → times written of every
-/// quarantined record.
-fn lake_rows(lake: &Path) -> (HashMap<At, (String, u32)>, HashMap<At, u32>) {
-    let mut etl: HashMap<At, (String, u32)> = HashMap::new();
+/// An ETL row: event id, ingest time (µs), times written.
+type Row = (String, i64, u32);
+
+/// At → row of every ETL row, and At → times written of every quarantined record.
+fn lake_rows(lake: &Path) -> (HashMap<At, Row>, HashMap<At, u32>) {
+    let mut etl: HashMap<At, Row> = HashMap::new();
     for f in files(&lake.join("etl"), ".parquet") {
         for b in read_parquet(&f) {
             for i in 0..b.num_rows() {
@@ -83,8 +88,13 @@ fn lake_rows(lake: &Path) -> (HashMap<At, (String, u32)>, HashMap<At, u32>) {
                     str_at(&b, "_partition", i).unwrap(),
                     i64_at(&b, "_position", i).unwrap() as u64,
                 );
-                let e = etl.entry(key).or_insert((str_at(&b, "event_id", i).unwrap(), 0));
-                e.1 += 1;
+                let ingest = support::col(&b, "_ingest_time")
+                    .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+                    .value(i);
+                let e = etl
+                    .entry(key)
+                    .or_insert((str_at(&b, "event_id", i).unwrap(), ingest, 0));
+                e.2 += 1;
             }
         }
     }
@@ -106,6 +116,7 @@ fn kinesis_records_land_exactly_once_and_in_shard_order_through_sigkills() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let (config, events) = (dir.path().join("k.toml"), dir.path().join("events.ndjson"));
     let records = 12_000usize;
+    let eighth = records / 8;
     let out = Command::new(bin())
         .args(["generate", "--ndjson", "--records", &records.to_string(), "--seed", "5"])
         .args(["--bad-ratio", "0.01", "--start-time", "2026-11-26T10:00:00Z"])
@@ -116,9 +127,12 @@ fn kinesis_records_land_exactly_once_and_in_shard_order_through_sigkills() {
     moto.put_py(&["create", "--stream", "events", "--shards", "3"]);
     write_config(&config, dir.path(), &moto.endpoint());
 
-    // Half the records before the first start, half while the appliance is being killed; every
-    // third batch of 100 goes as one KPL aggregate.
-    let put = |first: usize| {
+    // Records go in at five moments (every third batch of 100 as one KPL aggregate), counted in
+    // eighths: 2 before the first start; 2 while the appliance is being killed; 1 into shard 0
+    // and its neighbours while nothing runs, then shard 0 is split and 1 goes into its children
+    // (so at the last start a parent with unread records and its children with records are
+    // both listed); 2 after shard 1 is split while the last run runs.
+    let put = |first: usize, count: usize| {
         moto.put_py(&[
             "put",
             "--stream",
@@ -128,12 +142,12 @@ fn kinesis_records_land_exactly_once_and_in_shard_order_through_sigkills() {
             "--first",
             &first.to_string(),
             "--count",
-            &(records / 2).to_string(),
+            &count.to_string(),
             "--aggregate-every",
             "3",
         ])
     };
-    let mut produced = put(0);
+    let mut produced = put(0, 2 * eighth);
     let mut rng = sluicegate::rng::Rng::new(20261126);
     for k in 0..KILLS {
         let mut child = sluicegate(&config)
@@ -142,7 +156,7 @@ fn kinesis_records_land_exactly_once_and_in_shard_order_through_sigkills() {
             .spawn()
             .unwrap();
         if k == KILLS / 2 {
-            produced.push_str(&put(records / 2));
+            produced.push_str(&put(2 * eighth, 2 * eighth));
         }
         std::thread::sleep(Duration::from_millis(400 + rng.below(1200)));
         assert!(
@@ -154,13 +168,25 @@ fn kinesis_records_land_exactly_once_and_in_shard_order_through_sigkills() {
         child.wait().unwrap();
     }
 
-    // The last run: until every record is in the lake, then Ctrl-C (a stream never ends).
+    produced.push_str(&put(4 * eighth, eighth));
+    moto.put_py(&["split", "--stream", "events", "--shard", "shardId-000000000000"]);
+    produced.push_str(&put(5 * eighth, eighth));
+
+    // The last run: shard 1 is split while it runs (its children are found by the run's own
+    // shard discovery), the last records go in, and once every record is in the lake, Ctrl-C
+    // (a stream never ends).
     let lake = dir.path().join("lake");
     let child = sluicegate(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    wait_for("the last run to read", Duration::from_secs(60), || {
+        let (etl, q) = lake_rows(&lake);
+        etl.len() + q.len() >= 6 * eighth
+    });
+    moto.put_py(&["split", "--stream", "events", "--shard", "shardId-000000000001"]);
+    produced.push_str(&put(6 * eighth, 2 * eighth));
     wait_for("every record in the lake", Duration::from_secs(120), || {
         let (etl, q) = lake_rows(&lake);
         etl.len() + q.len() >= records
@@ -172,7 +198,7 @@ fn kinesis_records_land_exactly_once_and_in_shard_order_through_sigkills() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
 
     let (etl, quarantined) = lake_rows(&lake);
-    let dups: Vec<_> = etl.iter().filter(|(_, v)| v.1 > 1).map(|(k, _)| k).collect();
+    let dups: Vec<_> = etl.iter().filter(|(_, v)| v.2 > 1).map(|(k, _)| k).collect();
     assert!(dups.is_empty(), "ETL rows written twice: {dups:?}");
     assert!(
         quarantined.values().all(|&n| n == 1),
@@ -191,7 +217,12 @@ fn kinesis_records_land_exactly_once_and_in_shard_order_through_sigkills() {
     for p in &puts {
         by_shard.entry(&p.shard).or_default().push(p);
     }
-    assert!(by_shard.len() >= 2, "records went to {} shard(s)", by_shard.len());
+    // 0 → 3, 4 before the last run; 1 → 5, 6 during it.
+    assert_eq!(
+        by_shard.keys().copied().collect::<Vec<_>>(),
+        (0..7).map(|i| format!("shardId-{i:012}")).collect::<Vec<_>>(),
+        "every shard, the splits' children too, got records"
+    );
     let etl_ids: HashSet<&str> = etl.values().map(|v| v.0.as_str()).collect();
     for (shard, shard_puts) in &by_shard {
         let n = shard_puts.len() as u64;
@@ -205,8 +236,8 @@ fn kinesis_records_land_exactly_once_and_in_shard_order_through_sigkills() {
         let landed: Vec<&str> = (0..n)
             .filter_map(|pos| etl.get(&(shard.to_string(), pos)).map(|v| v.0.as_str()))
             .collect();
-        // A shard's good records in stream order. (A sequence number is unique within the
-        // stream, so the producer's per-shard list is the shard's order.)
+        // A shard's good records in the shard's order (the producer lists them by shard,
+        // sequence number and sub-sequence number).
         let expected: Vec<&str> = shard_puts
             .iter()
             .filter_map(|p| p.event_id.as_deref())
@@ -223,6 +254,16 @@ fn kinesis_records_land_exactly_once_and_in_shard_order_through_sigkills() {
         }
     }
     assert_eq!(etl.len() + quarantined.len(), records, "every record, once");
+    // The children were read only after every record of their parent was in the lake.
+    let ingest = |shard: &str| -> Vec<i64> { etl.iter().filter(|(k, _)| k.0 == shard).map(|(_, v)| v.1).collect() };
+    let parent_last = *ingest("shardId-000000000000").iter().max().unwrap();
+    for child in ["shardId-000000000003", "shardId-000000000004"] {
+        let first = *ingest(child).iter().min().unwrap();
+        assert!(
+            first > parent_last,
+            "{child} read at {first} µs, before its parent's last record at {parent_last}"
+        );
+    }
     assert!(
         quarantined.len() >= records / 200,
         "the bad records are in quarantine ({} of them)",

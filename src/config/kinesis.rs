@@ -24,6 +24,9 @@ pub const DEFAULT_KINESIS_IDLE_MS: u64 = 1_000;
 /// GetRecords responses fetched ahead per shard while its core is busy: the bound on what a
 /// shard holds in memory outside the ring (at most this × 10 MiB).
 pub const DEFAULT_KINESIS_PREFETCH_MAX: u32 = 2;
+/// How often the shard list is read again to find new shards (a split or merge): the longest
+/// a child shard waits to be noticed (the KCL's shard sync runs every 60 s).
+pub const DEFAULT_KINESIS_DISCOVERY_INTERVAL_MS: u64 = 10_000;
 /// Attempts per request (the SDK's standard retry mode: backoff with jitter on 5xx and
 /// timeouts); throttling is retried without end, with backoff, by the shard loop.
 pub const DEFAULT_KINESIS_ATTEMPTS_MAX: u32 = 3;
@@ -59,6 +62,8 @@ pub struct KinesisConfig {
     pub prefetch_max: u32,
     #[serde(default = "d_attempts")]
     pub attempts_max: u32,
+    #[serde(default = "d_discovery")]
+    pub discovery_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -94,6 +99,9 @@ fn d_prefetch() -> u32 {
 }
 fn d_attempts() -> u32 {
     DEFAULT_KINESIS_ATTEMPTS_MAX
+}
+fn d_discovery() -> u64 {
+    DEFAULT_KINESIS_DISCOVERY_INTERVAL_MS
 }
 
 pub(super) fn validate(k: &KinesisConfig, p: &str, v: &mut Validator) {
@@ -132,6 +140,13 @@ pub(super) fn validate(k: &KinesisConfig, p: &str, v: &mut Validator) {
     v.range_u64(&format!("{p}.idle_ms"), k.idle_ms, 10, 60_000, plain);
     v.range_u64(&format!("{p}.prefetch_max"), k.prefetch_max.into(), 1, 16, plain);
     v.range_u64(&format!("{p}.attempts_max"), k.attempts_max.into(), 1, 10, plain);
+    v.range_u64(
+        &format!("{p}.discovery_interval_ms"),
+        k.discovery_interval_ms,
+        100,
+        3_600_000,
+        plain,
+    );
     match (k.start, &k.start_timestamp) {
         (KinesisStart::AtTimestamp, None) => v.error(
             format!("{p}.start_timestamp"),

@@ -275,6 +275,18 @@ impl Pipeline {
     /// in the batch's audit row). Outputs that became ready are appended to `out`.
     pub fn process_batch(&mut self, slot: usize, batch: &FetchBatch, cpu: u32, out: &mut Vec<Output>) {
         if batch.records.is_empty() {
+            // No records, but the source's cursor moved (a Kinesis shard's end): the
+            // checkpoint takes it once every batch before it is durable.
+            if batch.cursor.is_some() {
+                let id = self.tracker.open(
+                    slot,
+                    crate::source::Resume {
+                        position: batch.next_position,
+                        cursor: batch.cursor.clone(),
+                    },
+                );
+                self.tracker.release(id);
+            }
             return;
         }
         let t_start = self.clock.monotonic_ns();

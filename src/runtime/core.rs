@@ -32,6 +32,9 @@ use std::time::Duration;
 
 /// How often age-based sealing and audit flushing are checked.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// Partitions found after the start (Kinesis child shards) waiting for their core; past it the
+/// engine offers the rest again at its next listing.
+pub const DISCOVERED_QUEUE_MAX: usize = 1024;
 /// Sealed ETL buffers waiting for the encoder. A sealed buffer is only the locations of its
 /// records, which stay in the ring (under its budget, or spilled), so a long queue costs no
 /// record memory: while the store is slow or down, cores keep taking input into the ring and the
@@ -498,6 +501,7 @@ pub async fn run(
     shared: Arc<Shared>,
     jobs: Sender<Job>,
     replies: Receiver<Done>,
+    discovered: Receiver<Assigned>,
 ) -> CoreReport {
     let pipe = Pipeline::new(shared.plan.clone(), core, shared.clock.clone());
     let plan = &shared.plan;
@@ -532,24 +536,34 @@ pub async fn run(
     let sealed_tx = Rc::new(sealed_tx);
     let encoder = glommio::spawn_local(encoder_task(ctx.clone(), sealed_rx));
 
-    let tasks: Vec<_> = partitions
-        .into_iter()
-        .map(|a| {
+    let start = {
+        let (ctx, tx) = (ctx.clone(), sealed_tx.clone());
+        move |a: Assigned| {
             let slot = ctx
                 .pipe
                 .borrow_mut()
                 .add_partition(a.source, &a.info.id, a.delivered.clone());
-            glommio::spawn_local(partition_task(ctx.clone(), slot, a, sealed_tx.clone()))
-        })
-        .collect();
+            glommio::spawn_local(partition_task(ctx.clone(), slot, a, tx.clone()))
+        }
+    };
+    let tasks: Rc<RefCell<Vec<_>>> = Rc::new(RefCell::new(partitions.into_iter().map(&start).collect()));
+    // With a source that finds partitions while running, the core lives until the stop, its
+    // partitions or not: a new one may be placed here any time.
+    let discovering = shared.sources.iter().any(|s| s.discovery_interval().is_some());
 
     let ticking = Rc::new(Cell::new(true));
     let ticker = {
-        let (ctx, ticking, tx) = (ctx.clone(), ticking.clone(), sealed_tx.clone());
+        let (ctx, ticking, tx, tasks) = (ctx.clone(), ticking.clone(), sealed_tx.clone(), tasks.clone());
         glommio::spawn_local(async move {
             let mut out = Vec::new();
             while ticking.get() {
                 glommio::timer::sleep(TICK_INTERVAL).await;
+                // New partitions start only before the stop (a task started after it would
+                // stop at once, unawaited).
+                while !ctx.shared.stop.load(Ordering::Relaxed) {
+                    let Ok(a) = discovered.try_recv() else { break };
+                    tasks.borrow_mut().push(start(a));
+                }
                 ctx.pipe.borrow_mut().tick(&mut out);
                 ctx.dispatch(&mut out, Some(&*tx)).await;
                 ctx.poll_acks();
@@ -558,8 +572,13 @@ pub async fn run(
         })
     };
 
-    for t in tasks {
-        t.await;
+    loop {
+        let next = tasks.borrow_mut().pop();
+        match next {
+            Some(t) => t.await,
+            None if discovering && !shared.stop.load(Ordering::Relaxed) => glommio::timer::sleep(TICK_INTERVAL).await,
+            None => break,
+        }
     }
     ticking.set(false);
     ticker.await;

@@ -126,6 +126,11 @@ pub trait Source: Send + Sync {
     fn anchor(&self, _partition: &PartitionInfo, _now_us: i64) -> Option<Resume> {
         None
     }
+    /// How often the engine lists the partitions again to find new ones (Kinesis child
+    /// shards); `None`: the partitions are fixed at the start.
+    fn discovery_interval(&self) -> Option<Duration> {
+        None
+    }
     /// Open a reader at `resume` (from a checkpoint) or at the beginning.
     fn open(&self, partition: &PartitionInfo, resume: Option<&Resume>)
         -> Result<Box<dyn PartitionReader>, SourceError>;

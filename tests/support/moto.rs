@@ -1,6 +1,7 @@
-//! A real Kinesis endpoint for the tests: moto's server (PyPI `moto[server]`), started on a free
-//! port of 127.0.0.1, and the producer script `tests/kinesis_put.py` (boto3, aws-kinesis-agg).
-//! `tests/run` installs both; a test that cannot start them fails saying how to install.
+//! A real Kinesis endpoint for the tests: moto's server (PyPI `moto[server]`) through
+//! `tests/moto_server.py` (which makes its resharding behave as the service documents it),
+//! started on a free port of 127.0.0.1, and the producer script `tests/kinesis_put.py` (boto3,
+//! aws-kinesis-agg). `tests/run` installs both; a test that cannot start them fails saying how.
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -19,13 +20,15 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("moto_server")
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto_server.py");
+        let child = Command::new("python3")
+            .arg(script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect(
-                "starting moto_server: install it with `pip install 'moto[server]' awscrt crc32c` (tests/run does)",
+                "starting tests/moto_server.py: install moto with `pip install 'moto[server]' awscrt crc32c` (tests/run does)",
             );
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {

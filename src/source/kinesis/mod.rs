@@ -96,6 +96,19 @@ impl KinesisSource {
         })
     }
 
+    /// The parents of `shard` in the last listing. Only those gate it: a parent past the
+    /// retention period is gone, read or not.
+    fn listed_parents(&self, shard: &str) -> Vec<String> {
+        let listing = self.parents.lock().expect("not poisoned");
+        listing
+            .get(shard)
+            .into_iter()
+            .flatten()
+            .filter(|p| listing.contains_key(*p))
+            .cloned()
+            .collect()
+    }
+
     fn error(&self, partition: &str, message: String) -> SourceError {
         SourceError {
             source_name: self.name.clone(),
@@ -136,7 +149,16 @@ impl Source for KinesisSource {
         Ok(out)
     }
 
-    fn anchor(&self, _partition: &PartitionInfo, now_us: i64) -> Option<Resume> {
+    fn discovery_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.cfg.discovery_interval_ms))
+    }
+
+    fn anchor(&self, partition: &PartitionInfo, now_us: i64) -> Option<Resume> {
+        // A child of a listed parent is read from its start, after its parents, whatever the
+        // configured start: its records came after the parents' last.
+        if !self.listed_parents(&partition.id).is_empty() {
+            return None;
+        }
         let ms = match self.cfg.start {
             KinesisStart::TrimHorizon => return None,
             KinesisStart::Latest => now_us / 1000,
@@ -170,17 +192,7 @@ impl Source for KinesisSource {
                 )
             })?,
         };
-        // Only listed parents gate a child: one past the retention period is gone, read or not.
-        let parents = {
-            let listing = self.parents.lock().expect("not poisoned");
-            listing
-                .get(&partition.id)
-                .into_iter()
-                .flatten()
-                .filter(|p| listing.contains_key(*p))
-                .cloned()
-                .collect()
-        };
+        let parents = self.listed_parents(&partition.id);
         let (tx, rx) = tokio::sync::mpsc::channel(self.cfg.prefetch_max as usize);
         let task = ShardTask {
             client: self.client.clone(),
