@@ -1,0 +1,186 @@
+//! CPU cost of the Kinesis fetch path, over recorded responses: 256 shards, each fetch task
+//! calling GetRecords over HTTP (the real SDK client: signing, HTTP/1.1, JSON and base64
+//! decoding) against an in-process server that answers with one recorded response, the
+//! response handed to the shard's reader, KPL aggregates split, user records copied into fetch
+//! batches. What a core and the Kinesis runtime spend per record, measured as process CPU time
+//! (every thread: the SDK's runtime, the reader, and the replay server's own socket writes, so
+//! the figure is an upper bound).
+//!
+//! The recorded response: 550 Kinesis records of which 50 are KPL aggregates of 10, so 1,000
+//! user records of ~700 bytes (JSON events), 1 in 2 of them inside an aggregate.
+//!
+//!   cargo bench --bench kinesis
+//!
+//! Criterion's "time" is CPU time per 200,000 user records; its throughput is user records per
+//! CPU-second. The issue's bound: at 100,000 records/s the path costs at most 10% of a core,
+//! i.e. at least 1,000,000 records per CPU-second.
+
+use base64::Engine as _;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluicegate::config::KinesisConfig;
+use sluicegate::runtime::clock::SystemClock;
+use sluicegate::source::kinesis::kpl::aggregate;
+use sluicegate::source::kinesis::KinesisSource;
+use sluicegate::source::{Fetch, FetchBatch, PartitionReader, Source};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+/// The allocator of the `sluicegate` binary, so the SDK's allocations cost what they cost there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const SHARDS: usize = 256;
+const RECORDS_PER_ITER: u64 = 200_000;
+
+/// A GetRecords response body: 500 plain records and 50 aggregates of 10.
+fn recorded_response() -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let event = |i: usize| {
+        format!(
+            r#"{{"event_id":"{i:08}-0e4a-4394-89bc-585a244823f2","event_type":"click","ts":"2026-11-26T10:00:00.000000Z","session_id":"s-ccf635ee9e9e2fa4","user":{{"id":{i},"name":"edsger","email":"edsger.4929@example.com","tier":"pro"}},"geo":{{"country":"BR","region":"Sao Paulo","city":"Sao Paulo","lat":-23.5335,"lon":-46.6597}},"device":{{"os":"android","os_version":"15","model":"Pixel 8","app_version":"5.1.68","ip":"10.153.158.18"}},"metrics":{{"latency_ms":555.135,"bytes":1483958,"items":15}},"tags":["paid","email"],"payload":{{"page":"/cart","referrer":"https://t.co/x","ab_bucket":"B","text":"lorem ipsum dolor sit amet"}}}}"#
+        )
+        .into_bytes()
+    };
+    let mut records = Vec::new();
+    let mut n = 0;
+    for k in 0..550 {
+        let data = if k % 11 == 10 {
+            let users: Vec<Vec<u8>> = (0..10).map(|j| event(n + j)).collect();
+            n += 10;
+            aggregate("pk", &users.iter().map(|u| u.as_slice()).collect::<Vec<_>>())
+        } else {
+            n += 1;
+            event(n)
+        };
+        records.push(format!(
+            r#"{{"SequenceNumber":"4959033827149025660855969253836157109592157598913658{k:04}","ApproximateArrivalTimestamp":1.7645e9,"Data":"{}","PartitionKey":"pk"}}"#,
+            b64.encode(&data)
+        ));
+    }
+    assert_eq!(n, 1000);
+    format!(
+        r#"{{"Records":[{}],"NextShardIterator":"it","MillisBehindLatest":0}}"#,
+        records.join(",")
+    )
+}
+
+/// Answer ListShards with `SHARDS` shards, GetShardIterator with an iterator, and GetRecords
+/// with the recorded response; HTTP/1.1 keep-alive, one thread per connection.
+fn serve(listener: TcpListener, records: &'static str) {
+    let shards: Vec<String> = (0..SHARDS)
+        .map(|i| {
+            format!(
+                r#"{{"ShardId":"shardId-{i:012}","HashKeyRange":{{"StartingHashKey":"0","EndingHashKey":"1"}},"SequenceNumberRange":{{"StartingSequenceNumber":"1"}}}}"#
+            )
+        })
+        .collect();
+    let list: &'static str = Box::leak(format!(r#"{{"Shards":[{}]}}"#, shards.join(",")).into_boxed_str());
+    for conn in listener.incoming() {
+        let conn = conn.unwrap();
+        std::thread::spawn(move || handle(conn, list, records));
+    }
+}
+
+fn handle(conn: TcpStream, list: &str, records: &str) {
+    conn.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        let (mut len, mut target) = (0usize, String::new());
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let l = line.to_ascii_lowercase();
+            if let Some(v) = l.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            } else if let Some(v) = l.strip_prefix("x-amz-target:") {
+                target = v.trim().to_string();
+            } else if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        let reply = match target.rsplit('.').next().unwrap_or("") {
+            "listshards" => list,
+            "getsharditerator" => r#"{"ShardIterator":"it"}"#,
+            "getrecords" => records,
+            other => panic!("unexpected call {other}"),
+        };
+        write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{reply}",
+            reply.len()
+        )
+        .unwrap();
+    }
+}
+
+/// CPU time of the whole process (every thread), user + system.
+fn cpu() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct we own; RUSAGE_SELF is a valid target.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
+    let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Fetch from every reader until each says it has nothing ready; records taken.
+fn drain(readers: &mut [Box<dyn PartitionReader>], batch: &mut FetchBatch) -> u64 {
+    let mut n = 0;
+    for r in readers.iter_mut() {
+        while let Fetch::Records = r.fetch(batch, 1000, &SystemClock).unwrap() {
+            n += batch.records.len() as u64;
+        }
+    }
+    n
+}
+
+fn fetch_path(c: &mut Criterion) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let records: &'static str = Box::leak(recorded_response().into_boxed_str());
+    std::thread::spawn(move || serve(listener, records));
+
+    let cfg: KinesisConfig = toml::from_str(&format!(
+        "stream = \"bench\"\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:{port}\"\nprefetch_max = 1"
+    ))
+    .unwrap();
+    let source = KinesisSource::try_new("bench", &cfg, None, Some(("a", "b"))).unwrap();
+    let parts = source.partitions().unwrap();
+    assert_eq!(parts.len(), SHARDS);
+    let mut readers: Vec<Box<dyn PartitionReader>> = parts.iter().map(|p| source.open(p, None).unwrap()).collect();
+    let mut batch = FetchBatch::default();
+
+    let mut g = c.benchmark_group("kinesis");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(RECORDS_PER_ITER));
+    g.bench_function(format!("fetch_path_{SHARDS}_shards_cpu"), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                // Start with every channel empty, so responses fetched before the clock
+                // started are not counted as free.
+                drain(&mut readers, &mut batch);
+                let t0 = cpu();
+                let mut n = 0;
+                while n < RECORDS_PER_ITER {
+                    let got = drain(&mut readers, &mut batch);
+                    if got == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    n += got;
+                }
+                spent += cpu() - t0;
+            }
+            spent
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, fetch_path);
+criterion_main!(benches);
