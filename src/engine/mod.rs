@@ -5,37 +5,34 @@
 //! object store and stop flag. `run` then:
 //! 1. checks what the kernel must allow (io_uring, locked memory) and resolves the cores;
 //! 2. loads the keyring, builds the sources, compiles every table (schemas registered under
-//!    `_schemas/`, inferred from sample records where asked), and the routes;
+//!    `_schemas/`, inferred from sample records where asked), and the routes (`build`);
 //! 3. places every source partition on its core (`runtime::placement`), with its checkpoint;
 //! 4. starts the I/O edge and one pinned executor per core, and waits for them, printing
-//!    progress if asked;
+//!    progress if asked and, for sources whose partitions come and go (Kinesis shards),
+//!    listing them again every `discovery_interval` and handing new ones to their cores;
 //! 5. merges the cores' counters and histograms into the report.
 
 use crate::audit::FileRow;
-use crate::config::{Config, TableConfig};
+use crate::config::Config;
 use crate::delivery::{IntentStore, LocalIntents};
-use crate::extract::keyring::Keyring;
-use crate::extract::schema::{ColumnType, Schema, SchemaFile};
+use crate::extract::schema::SchemaFile;
 use crate::load::layout::{run_id, Layout};
-use crate::pipeline::{Plan, SourcePlan, TablePlan};
+use crate::pipeline::Plan;
 use crate::runtime::clock::{Clock, SystemClock};
 use crate::runtime::core::{Assigned, CoreReport, Shared};
 use crate::runtime::edge::{Edge, StateStores};
-use crate::source::generator::{event::BUILTIN_SCHEMA_JSON, GeneratorSource, BUILTIN_PREFIX, BUILTIN_SCHEMA_NAME};
-use crate::source::{file::FileSource, kinesis::KinesisSource, Source};
+use crate::source::Source;
 use crate::store::s3::S3Store;
 use crate::store::{CheckpointStore, LocalCheckpoints, LocalDirStore, ObjectStore};
 use crate::telemetry::report::RunReport;
 use crate::telemetry::{Counters, Progress, StageHistograms};
-use crate::transform::route::Router;
-use crate::transform::Transforms;
-use arrow_schema::{DataType, Field, TimeUnit};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Records read per source at most while sampling for schema inference.
-pub const INFER_READ_RECORDS_MAX: usize = 100_000;
+mod build;
+pub use build::*;
+
 /// How often the main thread draws progress and nudges the cores (`runtime::nudge`).
 pub const PROGRESS_POLL: Duration = crate::runtime::nudge::NUDGE_INTERVAL;
 /// Preemption quantum of the executors: how long a task may run before `yield_if_needed`
@@ -107,22 +104,6 @@ pub struct Engine {
     progress: bool,
 }
 
-/// Load the keyring the config names.
-pub fn load_keyring(config: &Config) -> Result<Keyring, EngineError> {
-    let mut k = Keyring::default();
-    let e = |e: crate::extract::keyring::KeyringError| EngineError(e.to_string());
-    if config.keys.demo {
-        k.insert_demo().map_err(e)?;
-    }
-    if let Some(f) = &config.keys.file {
-        k.load_file(f).map_err(e)?;
-    }
-    if let Some(v) = &config.keys.env {
-        k.load_env(v).map_err(e)?;
-    }
-    Ok(k)
-}
-
 /// Where partitions go: each to one core, with its checkpoint (or the anchor its source fixes
 /// now) and the positions an earlier run's files already delivered.
 struct Placement<'a> {
@@ -171,259 +152,6 @@ impl Placement<'_> {
             },
         ))
     }
-}
-
-/// Build the configured sources; `checkpoints` lets a Kinesis child shard see whether its
-/// parents are finished.
-pub fn build_sources(
-    config: &Config,
-    keyring: &Arc<Keyring>,
-    now_us: i64,
-    checkpoints: Option<Arc<dyn CheckpointStore>>,
-) -> Result<Vec<Arc<dyn Source>>, EngineError> {
-    config
-        .sources
-        .iter()
-        .map(|s| -> Result<Arc<dyn Source>, EngineError> {
-            let e = |e: crate::source::SourceError| EngineError(e.to_string());
-            Ok(match (&s.generator, &s.file, &s.kinesis) {
-                (Some(g), _, _) => {
-                    Arc::new(GeneratorSource::try_new(&s.name, g, s.encryption, keyring.clone(), now_us).map_err(e)?)
-                }
-                (_, Some(f), _) => Arc::new(FileSource::try_new(&s.name, f).map_err(e)?),
-                (_, _, Some(k)) => Arc::new(KinesisSource::try_new(&s.name, k, checkpoints.clone(), None).map_err(e)?),
-                _ => unreachable!("validated: exactly one source kind"),
-            })
-        })
-        .collect()
-}
-
-/// The schema file a table names (`None` for `"infer"`).
-pub fn schema_file(t: &TableConfig) -> Result<Option<SchemaFile>, EngineError> {
-    let text = if t.schema == "infer" {
-        return Ok(None);
-    } else if t.schema == BUILTIN_SCHEMA_NAME {
-        BUILTIN_SCHEMA_JSON.to_string()
-    } else if t.schema.starts_with(BUILTIN_PREFIX) {
-        return Err(EngineError(format!(
-            "table {}: unknown built-in schema {:?} (available: {BUILTIN_SCHEMA_NAME})",
-            t.name, t.schema
-        )));
-    } else {
-        std::fs::read_to_string(&t.schema)
-            .map_err(|e| EngineError(format!("table {}: cannot read schema {}: {e}", t.name, t.schema)))?
-    };
-    SchemaFile::from_json(&text)
-        .map(Some)
-        .map_err(|e| EngineError(format!("table {}: schema {}: {e}", t.name, t.schema)))
-}
-
-/// Routers, one per source, by table index.
-pub fn build_routers(config: &Config) -> Vec<Router> {
-    let index = |name: &str| {
-        config
-            .tables
-            .iter()
-            .position(|t| t.name == name)
-            .expect("validated: routes name existing tables")
-    };
-    config
-        .sources
-        .iter()
-        .map(|s| match (&s.table, &s.route) {
-            (Some(t), _) => Router::Fixed(index(t)),
-            (_, Some(r)) => Router::by_field(r, index),
-            _ => unreachable!("validated: table or route"),
-        })
-        .collect()
-}
-
-/// Compile one table from its schema file and version.
-pub fn compile_table(
-    config: &Config,
-    t: &TableConfig,
-    file: &SchemaFile,
-    version: u32,
-    keyring: &Keyring,
-) -> Result<TablePlan, EngineError> {
-    let err = |m: String| EngineError(format!("table {}: {m}", t.name));
-    let schema = Schema::compile(file).map_err(|e| err(format!("schema: {e}")))?;
-    let event_time = match &t.event_time {
-        None => None,
-        Some(name) => {
-            let i = schema.index(name).ok_or_else(|| {
-                err(format!(
-                    "event_time names column {name:?}, which the schema does not have"
-                ))
-            })?;
-            if schema.columns[i].ty != ColumnType::Timestamp {
-                return Err(err(format!(
-                    "event_time column {name:?} is {}, must be timestamp",
-                    schema.columns[i].ty.name()
-                )));
-            }
-            Some(i)
-        }
-    };
-    let transforms = Transforms::compile(&schema, &t.transforms, keyring).map_err(err)?;
-    let fields: Vec<Field> = transforms
-        .outputs
-        .iter()
-        .map(|o| {
-            let dt = match o.ty {
-                ColumnType::String | ColumnType::Json => DataType::Utf8,
-                ColumnType::Int64 => DataType::Int64,
-                ColumnType::Float64 => DataType::Float64,
-                ColumnType::Boolean => DataType::Boolean,
-                ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            };
-            Field::new(&o.name, dt, true)
-        })
-        .collect();
-    Ok(TablePlan {
-        name: t.name.clone(),
-        writer_props: crate::load::parquet::writer_properties(&config.parquet, &t.name, version),
-        arrow_schema: Arc::new(arrow_schema::Schema::new(fields)),
-        schema,
-        schema_version: version,
-        event_time,
-        transforms,
-    })
-}
-
-/// Assemble the plan the cores share from compiled tables and routes.
-pub fn build_plan(
-    cfg: &Config,
-    run_id: String,
-    keyring: Arc<Keyring>,
-    routers: Vec<Router>,
-    tables: Vec<TablePlan>,
-    checkpoints_enabled: bool,
-) -> Plan {
-    let ms = |v: u64| v * 1_000_000;
-    Plan {
-        run_id,
-        layout: Layout::new(&cfg.lake.prefix),
-        keyring,
-        sources: cfg
-            .sources
-            .iter()
-            .zip(routers)
-            .map(|(s, router)| SourcePlan {
-                name: s.name.clone(),
-                encryption: s.encryption,
-                router,
-                batch_records: s.batch_records as usize,
-            })
-            .collect(),
-        tables,
-        event_time_late_max_us: cfg.partitioning.event_time_late_max_s as i64 * 1_000_000,
-        event_time_future_max_us: cfg.partitioning.event_time_future_max_s as i64 * 1_000_000,
-        seal: crate::buffer::SealPolicy {
-            bytes_max: cfg.buffer.flush_bytes_max,
-            records_max: cfg.buffer.flush_records_max,
-            interval_ns: ms(cfg.buffer.flush_interval_ms),
-            memory_bytes_max: cfg.buffer.memory_bytes_max,
-            open_partitions_max: cfg.buffer.open_partitions_max as usize,
-        },
-        raw_enabled: cfg.raw.enabled,
-        raw_segment_bytes_max: cfg.raw.segment_bytes_max,
-        raw_memory_bytes_max: cfg.raw.memory_bytes_max,
-        raw_interval_ns: ms(cfg.raw.segment_interval_ms),
-        quarantine_zstd_level: cfg.quarantine.zstd_level,
-        quarantine_file_bytes_max: cfg.quarantine.file_bytes_max,
-        quarantine_interval_ns: ms(cfg.quarantine.interval_ms),
-        audit_interval_ns: ms(cfg.audit.interval_ms),
-        audit_props: crate::load::parquet::writer_properties(&cfg.parquet, "_audit", 1),
-        latency_sample_every: cfg.telemetry.latency_sample_every,
-        checkpoints_enabled,
-        spill_dir: cfg
-            .buffer
-            .spill_dir
-            .clone()
-            .or_else(|| cfg.state.dir.as_ref().map(|d| d.join("spill"))),
-        spill_bytes_max: cfg.buffer.spill_bytes_max,
-    }
-}
-
-/// A plan for tests and benchmarks: every table from its schema file (version 1), nothing
-/// registered in a store.
-pub fn plan_for_test(cfg: &Config) -> Result<Plan, EngineError> {
-    let keyring = Arc::new(load_keyring(cfg)?);
-    let tables = cfg
-        .tables
-        .iter()
-        .map(|t| {
-            let f = schema_file(t)?.ok_or_else(|| EngineError(format!("table {}: infer needs a run", t.name)))?;
-            compile_table(cfg, t, &f, 1, &keyring)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(build_plan(cfg, "RUN".into(), keyring, build_routers(cfg), tables, true))
-}
-
-/// Infer the schemas of `tables` (indices) from the first records their sources route to them.
-fn infer_schemas(
-    config: &Config,
-    sources: &[Arc<dyn Source>],
-    routers: &[Router],
-    keyring: &Keyring,
-    clock: &dyn Clock,
-    tables: &[usize],
-) -> Result<Vec<(usize, SchemaFile)>, EngineError> {
-    use crate::extract::infer::Inferrer;
-    let mut inferrers: Vec<(usize, Inferrer)> = tables.iter().map(|&t| (t, Inferrer::default())).collect();
-    let wanted = |t: usize| config.tables[t].infer_records as usize;
-    let mut json = simd_json::Buffers::new(4096);
-    for (si, source) in sources.iter().enumerate() {
-        let encrypted = config.sources[si].encryption == crate::config::Encryption::Envelope;
-        let parts = source.partitions().map_err(|e| EngineError(e.to_string()))?;
-        let mut read = 0;
-        for p in parts {
-            let mut reader = source.open(&p, None).map_err(|e| EngineError(e.to_string()))?;
-            let mut batch = crate::source::FetchBatch::default();
-            loop {
-                if inferrers.iter().all(|(t, i)| i.records >= wanted(*t)) || read >= INFER_READ_RECORDS_MAX {
-                    break;
-                }
-                let kind = reader
-                    .fetch(&mut batch, 1000, clock)
-                    .map_err(|e| EngineError(e.to_string()))?;
-                for r in &batch.records {
-                    read += 1;
-                    let mut buf = batch.payload(r).to_vec();
-                    let range = if encrypted {
-                        match crate::extract::envelope::open_in_place(keyring, &mut buf) {
-                            Ok(range) => range,
-                            Err(_) => continue,
-                        }
-                    } else {
-                        0..buf.len()
-                    };
-                    let Ok(tape) = simd_json::to_tape_with_buffers(&mut buf[range], &mut json) else {
-                        continue;
-                    };
-                    if let Ok(Some(t)) = routers[si].route(&tape.0) {
-                        if let Some((_, inf)) = inferrers.iter_mut().find(|(ti, i)| *ti == t && i.records < wanted(t)) {
-                            inf.observe(&tape.0);
-                        }
-                    }
-                }
-                match kind {
-                    crate::source::Fetch::End => break,
-                    crate::source::Fetch::Idle(d) => std::thread::sleep(d),
-                    crate::source::Fetch::Records => {}
-                }
-            }
-        }
-    }
-    inferrers
-        .into_iter()
-        .map(|(t, inf)| {
-            inf.finish()
-                .map(|f| (t, f))
-                .map_err(|e| EngineError(format!("table {}: cannot infer a schema: {e}", config.tables[t].name)))
-        })
-        .collect()
 }
 
 fn random_u16() -> u16 {
