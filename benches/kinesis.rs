@@ -1,6 +1,7 @@
 //! CPU cost of the Kinesis fetch path, over recorded responses: 256 shards, each fetch task
 //! calling GetRecords over HTTP (the real SDK client: signing, HTTP/1.1, JSON and base64
-//! decoding) against an in-process server that answers with one recorded response, the
+//! decoding) against an in-process server (`source::kinesis::replay`) that answers with one
+//! recorded response, the
 //! response handed to the shard's reader, KPL aggregates split, user records copied into fetch
 //! batches. What a core and the Kinesis runtime spend per record, measured as process CPU time
 //! (every thread: the SDK's runtime, the reader, and the replay server's own socket writes, so
@@ -15,15 +16,13 @@
 //! CPU-second. The issue's bound: at 100,000 records/s the path costs at most 10% of a core,
 //! i.e. at least 1,000,000 records per CPU-second.
 
-use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluicegate::config::KinesisConfig;
 use sluicegate::runtime::clock::SystemClock;
 use sluicegate::source::kinesis::kpl::aggregate;
+use sluicegate::source::kinesis::replay::{get_records, list_shards, Replay};
 use sluicegate::source::kinesis::KinesisSource;
 use sluicegate::source::{Fetch, FetchBatch, PartitionReader, Source};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 /// The allocator of the `sluicegate` binary, so the SDK's allocations cost what they cost there.
@@ -35,7 +34,6 @@ const RECORDS_PER_ITER: u64 = 200_000;
 
 /// A GetRecords response body: 500 plain records and 50 aggregates of 10.
 fn recorded_response() -> String {
-    let b64 = base64::engine::general_purpose::STANDARD;
     let event = |i: usize| {
         format!(
             r#"{{"event_id":"{i:08}-0e4a-4394-89bc-585a244823f2","event_type":"click","ts":"2026-11-26T10:00:00.000000Z","session_id":"s-ccf635ee9e9e2fa4","user":{{"id":{i},"name":"edsger","email":"edsger.4929@example.com","tier":"pro"}},"geo":{{"country":"BR","region":"Sao Paulo","city":"Sao Paulo","lat":-23.5335,"lon":-46.6597}},"device":{{"os":"android","os_version":"15","model":"Pixel 8","app_version":"5.1.68","ip":"10.153.158.18"}},"metrics":{{"latency_ms":555.135,"bytes":1483958,"items":15}},"tags":["paid","email"],"payload":{{"page":"/cart","referrer":"https://t.co/x","ab_bucket":"B","text":"lorem ipsum dolor sit amet"}}}}"#
@@ -53,70 +51,13 @@ fn recorded_response() -> String {
             n += 1;
             event(n)
         };
-        records.push(format!(
-            r#"{{"SequenceNumber":"4959033827149025660855969253836157109592157598913658{k:04}","ApproximateArrivalTimestamp":1.7645e9,"Data":"{}","PartitionKey":"pk"}}"#,
-            b64.encode(&data)
+        records.push((
+            format!("4959033827149025660855969253836157109592157598913658{k:04}"),
+            data,
         ));
     }
     assert_eq!(n, 1000);
-    format!(
-        r#"{{"Records":[{}],"NextShardIterator":"it","MillisBehindLatest":0}}"#,
-        records.join(",")
-    )
-}
-
-/// Answer ListShards with `SHARDS` shards, GetShardIterator with an iterator, and GetRecords
-/// with the recorded response; HTTP/1.1 keep-alive, one thread per connection.
-fn serve(listener: TcpListener, records: &'static str) {
-    let shards: Vec<String> = (0..SHARDS)
-        .map(|i| {
-            format!(
-                r#"{{"ShardId":"shardId-{i:012}","HashKeyRange":{{"StartingHashKey":"0","EndingHashKey":"1"}},"SequenceNumberRange":{{"StartingSequenceNumber":"1"}}}}"#
-            )
-        })
-        .collect();
-    let list: &'static str = Box::leak(format!(r#"{{"Shards":[{}]}}"#, shards.join(",")).into_boxed_str());
-    for conn in listener.incoming() {
-        let conn = conn.unwrap();
-        std::thread::spawn(move || handle(conn, list, records));
-    }
-}
-
-fn handle(conn: TcpStream, list: &str, records: &str) {
-    conn.set_nodelay(true).unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut out = conn;
-    loop {
-        let (mut len, mut target) = (0usize, String::new());
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let l = line.to_ascii_lowercase();
-            if let Some(v) = l.strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            } else if let Some(v) = l.strip_prefix("x-amz-target:") {
-                target = v.trim().to_string();
-            } else if line == "\r\n" {
-                break;
-            }
-        }
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body).unwrap();
-        let reply = match target.rsplit('.').next().unwrap_or("") {
-            "listshards" => list,
-            "getsharditerator" => r#"{"ShardIterator":"it"}"#,
-            "getrecords" => records,
-            other => panic!("unexpected call {other}"),
-        };
-        write!(
-            out,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{reply}",
-            reply.len()
-        )
-        .unwrap();
-    }
+    get_records(&records, Some("it"))
 }
 
 /// CPU time of the whole process (every thread), user + system.
@@ -140,13 +81,18 @@ fn drain(readers: &mut [Box<dyn PartitionReader>], batch: &mut FetchBatch) -> u6
 }
 
 fn fetch_path(c: &mut Criterion) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let records: &'static str = Box::leak(recorded_response().into_boxed_str());
-    std::thread::spawn(move || serve(listener, records));
+    let shards: &'static str = Box::leak(list_shards(SHARDS).into_boxed_str());
+    let replay = Replay::start(move |call, _| match call.op.as_str() {
+        "ListShards" => (200, shards.into()),
+        "GetShardIterator" => (200, r#"{"ShardIterator":"it"}"#.into()),
+        "GetRecords" => (200, records.into()),
+        other => panic!("unexpected call {other}"),
+    });
 
     let cfg: KinesisConfig = toml::from_str(&format!(
-        "stream = \"bench\"\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:{port}\"\nprefetch_max = 1"
+        "stream = \"bench\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\nprefetch_max = 1",
+        replay.endpoint()
     ))
     .unwrap();
     let source = KinesisSource::try_new("bench", &cfg, None, Some(("a", "b"))).unwrap();

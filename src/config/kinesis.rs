@@ -27,8 +27,9 @@ pub const DEFAULT_KINESIS_PREFETCH_MAX: u32 = 2;
 /// How often the shard list is read again to find new shards (a split or merge): the longest
 /// a child shard waits to be noticed (the KCL's shard sync runs every 60 s).
 pub const DEFAULT_KINESIS_DISCOVERY_INTERVAL_MS: u64 = 10_000;
-/// Attempts per request (the SDK's standard retry mode: backoff with jitter on 5xx and
-/// timeouts); throttling is retried without end, with backoff, by the shard loop.
+/// Attempts per ListShards call (the SDK's standard retry mode: backoff with jitter on
+/// throttling, 5xx and timeouts). GetRecords and GetShardIterator are retried without end, with
+/// backoff, by the shard loop instead.
 pub const DEFAULT_KINESIS_ATTEMPTS_MAX: u32 = 3;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -11,8 +11,10 @@
 //!   checkpoint would send records the reader already holds a second time;
 //! - a child shard's first call waits until every listed parent's checkpoint says `end`.
 //!
-//! Retries: throttling (ProvisionedThroughputExceeded, LimitExceeded, KMS throttling) and
-//! transient failures (5xx, timeouts, dropped connections) back off exponentially with jitter
+//! Retries: this loop retries GetRecords and GetShardIterator itself (the SDK's own retries are
+//! off for them, so every throttled call is counted): throttling (ProvisionedThroughputExceeded,
+//! LimitExceeded, KMS throttling) and transient failures (5xx, timeouts, dropped connections)
+//! back off exponentially with jitter
 //! from [`BACKOFF_MIN`] to [`BACKOFF_MAX`] and retry without end — a source that is slow or
 //! briefly unreachable must not stop the appliance. Anything else (no such stream, access
 //! denied) is fatal and reaches the core as a source error.
@@ -205,6 +207,12 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
+/// The shard loop retries GetRecords and GetShardIterator itself (backoff with jitter,
+/// throttles counted, expired iterators re-opened), so the SDK must not retry them first.
+fn no_sdk_retries() -> aws_sdk_kinesis::config::Builder {
+    aws_sdk_kinesis::config::Builder::default().retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+}
+
 /// Exponential backoff with jitter between [`BACKOFF_MIN`] and [`BACKOFF_MAX`].
 struct Backoff {
     next: Duration,
@@ -284,7 +292,12 @@ impl ShardTask {
                 .timestamp(aws_sdk_kinesis::primitives::DateTime::from_millis(*ms)),
             StartAt::Finished => unreachable!("a finished shard has no task"),
         };
-        let out = req.send().await.map_err(|e| classify("GetShardIterator", e))?;
+        let out = req
+            .customize()
+            .config_override(no_sdk_retries())
+            .send()
+            .await
+            .map_err(|e| classify("GetShardIterator", e))?;
         out.shard_iterator
             .ok_or_else(|| Failure::Transient("GetShardIterator: no iterator in the response".into()))
     }
@@ -319,6 +332,8 @@ impl ShardTask {
                         .get_records()
                         .shard_iterator(&it)
                         .limit(cfg.records_per_call_max as i32)
+                        .customize()
+                        .config_override(no_sdk_retries())
                         .send()
                         .await;
                     if r.is_err() {

@@ -27,6 +27,7 @@
 
 pub mod fetch;
 pub mod kpl;
+pub mod replay;
 
 use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Resume, Source, SourceError};
 use crate::config::{KinesisConfig, KinesisStart};
@@ -320,7 +321,10 @@ impl PartitionReader for KinesisReader {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod unit {
     use super::*;
 
     #[test]

@@ -1,0 +1,149 @@
+//! A scripted Kinesis endpoint on 127.0.0.1 for benches and tests: real HTTP/1.1 and the JSON
+//! protocol the SDK speaks, answers decided by a function of the call. It exists for what no
+//! emulator does on demand — throttling, expired iterators, a recorded response replayed at
+//! full speed — and records every call so a test can check pacing and resumption.
+//!
+//! Bounds: one thread per connection (the SDK keeps a few per runtime); bodies are read whole.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One call the endpoint received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `ListShards`, `GetShardIterator`, `GetRecords`, …
+    pub op: String,
+    pub body: String,
+    pub at: Instant,
+}
+
+/// An answer: HTTP status and JSON body (borrowed when it is a recording replayed as is).
+pub type Answer = (u16, std::borrow::Cow<'static, str>);
+
+/// The error body of a Kinesis exception (`__type` is how the JSON protocol names it).
+pub fn error(status: u16, kind: &str) -> Answer {
+    (status, format!(r#"{{"__type":"{kind}","message":"scripted"}}"#).into())
+}
+
+pub struct Replay {
+    pub port: u16,
+    pub calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl Replay {
+    /// Serve `answer(call, calls so far of the same op)` on a free port.
+    pub fn start(answer: impl Fn(&Call, usize) -> Answer + Send + Sync + 'static) -> Replay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("bound").port();
+        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+        let answer = Arc::new(answer);
+        let log = calls.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (answer, log) = (answer.clone(), log.clone());
+                std::thread::spawn(move || serve(conn, &*answer, &log));
+            }
+        });
+        Replay { port, calls }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The calls of one operation so far.
+    pub fn calls(&self, op: &str) -> Vec<Call> {
+        self.calls
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|c| c.op == op)
+            .cloned()
+            .collect()
+    }
+}
+
+fn serve(conn: TcpStream, answer: &(dyn Fn(&Call, usize) -> Answer + Send + Sync), log: &Mutex<Vec<Call>>) {
+    let _ = conn.set_nodelay(true);
+    let Ok(read_half) = conn.try_clone() else { return };
+    let mut reader = BufReader::new(read_half);
+    let mut out = conn;
+    loop {
+        let (mut len, mut op) = (0usize, String::new());
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            } else if lower.starts_with("x-amz-target:") {
+                op = line.trim().rsplit('.').next().unwrap_or("").to_string();
+            } else if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let call = Call {
+            op,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            at: Instant::now(),
+        };
+        let (status, reply) = {
+            let mut calls = log.lock().expect("not poisoned");
+            let n = calls.iter().filter(|c| c.op == call.op).count();
+            calls.push(call.clone());
+            drop(calls);
+            answer(&call, n)
+        };
+        let reason = if status == 200 { "OK" } else { "Error" };
+        if write!(
+            out,
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{reply}",
+            reply.len()
+        )
+        .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A ListShards answer with shards `shardId-000000000000` … of `n`.
+pub fn list_shards(n: usize) -> String {
+    let shards: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"ShardId":"shardId-{i:012}","HashKeyRange":{{"StartingHashKey":"0","EndingHashKey":"1"}},"SequenceNumberRange":{{"StartingSequenceNumber":"1"}}}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"Shards":[{}]}}"#, shards.join(","))
+}
+
+/// A GetRecords answer: `(sequence number, data)` records, the next iterator (`None`: the
+/// shard is closed and read to its end).
+pub fn get_records(records: &[(String, Vec<u8>)], next: Option<&str>) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let recs: Vec<String> = records
+        .iter()
+        .map(|(seq, data)| {
+            format!(
+                r#"{{"SequenceNumber":"{seq}","ApproximateArrivalTimestamp":1.7645e9,"Data":"{}","PartitionKey":"pk"}}"#,
+                b64.encode(data)
+            )
+        })
+        .collect();
+    let next = next.map_or("null".to_string(), |n| format!("\"{n}\""));
+    format!(
+        r#"{{"Records":[{}],"NextShardIterator":{next},"MillisBehindLatest":1500}}"#,
+        recs.join(",")
+    )
+}
