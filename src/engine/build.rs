@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 /// Records read per source at most while sampling for schema inference.
 pub const INFER_READ_RECORDS_MAX: usize = 100_000;
+/// How long inference waits on a partition that has nothing to read (a quiet Kinesis shard)
+/// before it samples the next one: a quiet stream must not hang the start.
+pub const INFER_IDLE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Load the keyring the config names.
 pub fn load_keyring(config: &Config) -> Result<Keyring, EngineError> {
@@ -245,6 +248,7 @@ pub(super) fn infer_schemas(
         for p in parts {
             let mut reader = source.open(&p, None).map_err(|e| EngineError(e.to_string()))?;
             let mut batch = crate::source::FetchBatch::default();
+            let mut idle = std::time::Duration::ZERO;
             loop {
                 if inferrers.iter().all(|(t, i)| i.records >= wanted(*t)) || read >= INFER_READ_RECORDS_MAX {
                     break;
@@ -274,7 +278,11 @@ pub(super) fn infer_schemas(
                 }
                 match kind {
                     crate::source::Fetch::End => break,
-                    crate::source::Fetch::Idle(d) => std::thread::sleep(d),
+                    crate::source::Fetch::Idle(_) if idle >= INFER_IDLE_WAIT_MAX => break,
+                    crate::source::Fetch::Idle(d) => {
+                        std::thread::sleep(d);
+                        idle += d;
+                    }
                     crate::source::Fetch::Records => {}
                 }
             }
@@ -288,4 +296,49 @@ pub(super) fn infer_schemas(
                 .map_err(|e| EngineError(format!("table {}: cannot infer a schema: {e}", config.tables[t].name)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::kinesis::replay::{get_records, list_shards, Replay};
+
+    #[test]
+    fn inference_over_a_quiet_stream_gives_up_with_the_reason_instead_of_hanging() {
+        let replay = Replay::start(|call, _| match call.op.as_str() {
+            "ListShards" => (200, list_shards(2).into()),
+            "GetShardIterator" => (200, r#"{"ShardIterator":"it"}"#.into()),
+            _ => (200, get_records(&[], Some("it")).into()),
+        });
+        let text = format!(
+            "[state]\ndir = \"/tmp/unused\"\n[[sources]]\nname = \"k\"\ntable = \"t\"\nencryption = \"none\"\n\
+             [sources.kinesis]\nstream = \"s\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\nidle_ms = 10\n\
+             [[tables]]\nname = \"t\"\nschema = \"infer\"\n",
+            replay.endpoint()
+        );
+        let cfg = Config::from_toml(&text, std::path::Path::new("/")).unwrap();
+        cfg.validate().unwrap();
+        let source =
+            KinesisSource::try_new("k", cfg.sources[0].kinesis.as_ref().unwrap(), None, Some(("a", "b"))).unwrap();
+        let sources: Vec<Arc<dyn Source>> = vec![Arc::new(source)];
+        let started = std::time::Instant::now();
+        let e = infer_schemas(
+            &cfg,
+            &sources,
+            &build_routers(&cfg),
+            &Keyring::default(),
+            &crate::runtime::clock::SystemClock,
+            &[0],
+        )
+        .unwrap_err();
+        assert!(
+            e.0.contains("table t: cannot infer a schema: no sample records"),
+            "{}",
+            e.0
+        );
+        // Both shards were waited on, each for the bound, and no longer.
+        let took = started.elapsed();
+        assert!(took >= 2 * INFER_IDLE_WAIT_MAX, "gave up after {took:?}");
+        assert!(took < 4 * INFER_IDLE_WAIT_MAX, "took {took:?}");
+    }
 }
