@@ -332,7 +332,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.0.contains("table t: cannot infer a schema: no sample records"),
+            e.0.contains("table t: cannot infer a schema: no columns could be inferred from 0 sample records"),
             "{}",
             e.0
         );

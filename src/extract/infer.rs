@@ -116,11 +116,6 @@ impl Inferrer {
             };
             columns.push(ColumnFile::new(path, ty));
         }
-        if self.records == 0 {
-            return Err("no sample records: the sources had none to read (a quiet stream?); \
-                 give the table a schema file, or start once records flow"
-                .into());
-        }
         if columns.is_empty() {
             return Err(format!(
                 "no columns could be inferred from {} sample records (are they JSON objects?)",

@@ -289,6 +289,7 @@ impl PartitionReader for KinesisReader {
             self.receive()?;
         }
         // Whole Kinesis records only, so the cursor `after:<seq>` is exact.
+        let mut last_seq = None;
         while batch.records.len() < max_records && !batch.is_full() {
             let Some(r) = self.pending.pop_front() else { break };
             let next = &mut self.next_position;
@@ -296,8 +297,10 @@ impl PartitionReader for KinesisReader {
                 batch.push(user, *next, None);
                 *next += 1;
             });
-            batch.cursor = Some(format!("after:{}", r.sequence_number()));
+            last_seq = Some(r.sequence_number);
         }
+        // The cursor of the batch's last record, formatted once per batch.
+        batch.cursor = last_seq.map(|seq| format!("after:{seq}"));
         batch.next_position = self.next_position;
         let finished = self.closed && self.pending.is_empty();
         if finished {
