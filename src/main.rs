@@ -245,7 +245,8 @@ fn validate_deep(cfg: &Config) -> Result<Vec<String>, String> {
     }
     let keyring = Arc::new(keyring);
     let now = sluicegate::runtime::clock::Clock::now_us(&sluicegate::runtime::clock::SystemClock);
-    for s in engine::build_sources(cfg, &keyring, now, None).map_err(|e| e.to_string())? {
+    let cores = sluicegate::runtime::resolve_cores(&cfg.runtime.cores)?.len();
+    for s in engine::build_sources(cfg, &keyring, now, None, cores).map_err(|e| e.to_string())? {
         let parts = s.partitions().map_err(|e| e.to_string())?;
         notes.push(format!("source {}: {} partition(s)", s.name(), parts.len()));
     }

@@ -14,12 +14,14 @@
 //! Bounds: every numeric key has a minimum and maximum checked here; the constants below say
 //! why each one is what it is.
 
+mod http;
 mod kinesis;
 mod validate;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use http::*;
 pub use kinesis::*;
 pub use validate::Validator;
 
@@ -325,6 +327,40 @@ pub struct SourceConfig {
     pub generator: Option<GeneratorConfig>,
     pub file: Option<FileConfig>,
     pub kinesis: Option<KinesisConfig>,
+    pub http: Option<HttpConfig>,
+}
+
+/// What a source reads, borrowed from its [`SourceConfig`].
+#[derive(Debug, Clone, Copy)]
+pub enum SourceKind<'a> {
+    Generator(&'a GeneratorConfig),
+    File(&'a FileConfig),
+    Kinesis(&'a KinesisConfig),
+    Http(&'a HttpConfig),
+}
+
+impl SourceConfig {
+    /// The one kind this source has; `Err(n)` when `n != 1` kinds are set.
+    pub fn kind(&self) -> Result<SourceKind<'_>, usize> {
+        let kinds: Vec<SourceKind> = [
+            self.generator.as_ref().map(SourceKind::Generator),
+            self.file.as_ref().map(SourceKind::File),
+            self.kinesis.as_ref().map(SourceKind::Kinesis),
+            self.http.as_ref().map(SourceKind::Http),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match kinds[..] {
+            [k] => Ok(k),
+            _ => Err(kinds.len()),
+        }
+    }
+
+    /// Whether the source resumes from checkpoints and cannot run without `state.dir`.
+    pub fn needs_state(&self) -> bool {
+        matches!(self.kind(), Ok(SourceKind::Kinesis(_) | SourceKind::Http(_)))
+    }
 }
 
 fn default_batch_records() -> u32 {
@@ -697,6 +733,7 @@ impl Config {
             }),
             file: None,
             kinesis: None,
+            http: None,
         });
         config.tables.push(TableConfig {
             name: "events".into(),

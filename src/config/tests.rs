@@ -107,7 +107,7 @@ fn cross_references_are_checked() {
     );
     assert_eq!(
         first_error(&both),
-        "sources[0]: set exactly one of [generator], [file] or [kinesis], not several"
+        "sources[0]: set exactly one of [generator], [file], [kinesis] or [http], not several"
     );
     let kinesis = |extra: &str| {
         MINIMAL.replace(
@@ -132,6 +132,34 @@ fn cross_references_are_checked() {
     assert_eq!(
         first_error(&kinesis("start = \"at_timestamp\"\nstart_timestamp = \"yesterday\"")),
         "sources[0].kinesis.start_timestamp: must be an RFC 3339 time, got \"yesterday\""
+    );
+    let http = |extra: &str| {
+        MINIMAL.replace(
+            "[sources.generator]\nrecords = 10",
+            &format!("[sources.http]\nlisten = \"127.0.0.1:8080\"\n{extra}"),
+        )
+    };
+    assert_eq!(
+        first_error(&http("")),
+        "sources[0].http: needs state.dir: a stream source resumes from checkpoints"
+    );
+    let http = |extra: &str| format!("[state]\ndir = \"/tmp/s\"\n{}", http(extra));
+    assert!(parse(&http("")).is_ok(), "a minimal HTTP source is valid");
+    assert_eq!(
+        first_error(&http("body_bytes_max = 1000")),
+        "sources[0].http.body_bytes_max: must be at least 1 MiB, got 1000"
+    );
+    assert_eq!(
+        first_error(&http("token_env = \"\"")),
+        "sources[0].http.token_env: must name an environment variable (or be left out: no auth)"
+    );
+    assert_eq!(
+        first_error(&http("").replace("127.0.0.1:8080", "localhost")),
+        "sources[0].http.listen: must be an IP address and port, e.g. \"127.0.0.1:8080\", got \"localhost\""
+    );
+    assert!(
+        first_error(&http("").replace("schema = \"builtin:events\"", "schema = \"infer\""))
+            .starts_with("tables[0].schema: \"infer\" reads records before the run starts, and the HTTP source")
     );
     let no_keys = MINIMAL.replace("demo = true", "");
     assert!(first_error(&no_keys).starts_with("keys: a source uses envelope encryption"));

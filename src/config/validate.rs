@@ -119,10 +119,12 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
             );
         }
         source(s, &p, &tables, v);
-        if s.kinesis.is_some() && c.state.dir.is_none() {
-            // Without checkpoints every start would read the stream again from its start.
+        if s.needs_state() && c.state.dir.is_none() {
+            // Without checkpoints a stream would be read again from its start on every run, and
+            // the HTTP receiver has nowhere to keep its inbox.
+            let kind = if s.kinesis.is_some() { "kinesis" } else { "http" };
             v.error(
-                format!("{p}.kinesis"),
+                format!("{p}.{kind}"),
                 "needs state.dir: a stream source resumes from checkpoints",
             );
         }
@@ -146,6 +148,18 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
         );
         for (j, tr) in t.transforms.iter().enumerate() {
             transform(tr, &format!("{p}.transforms[{j}]"), v);
+        }
+        if t.schema == "infer" {
+            let pushed = c.sources.iter().find(|s| s.http.is_some() && feeds(s, &t.name));
+            if let Some(s) = pushed {
+                v.error(
+                    format!("{p}.schema"),
+                    format!(
+                        "\"infer\" reads records before the run starts, and the HTTP source {:?} has none then: give a schema file",
+                        s.name
+                    ),
+                );
+            }
         }
     }
 
@@ -345,12 +359,16 @@ fn source(s: &SourceConfig, p: &str, tables: &HashSet<&str>, v: &mut Validator) 
         }
     }
     v.range_u64(&format!("{p}.batch_records"), s.batch_records.into(), 1, 100_000, plain);
-    match (&s.generator, &s.file, &s.kinesis) {
-        (Some(g), None, None) => generator(g, &format!("{p}.generator"), v),
-        (None, Some(f), None) => file(f, &format!("{p}.file"), v),
-        (None, None, Some(k)) => super::kinesis::validate(k, &format!("{p}.kinesis"), v),
-        (None, None, None) => v.error(p, "set exactly one of [generator], [file] or [kinesis]"),
-        _ => v.error(p, "set exactly one of [generator], [file] or [kinesis], not several"),
+    match s.kind() {
+        Ok(SourceKind::Generator(g)) => generator(g, &format!("{p}.generator"), v),
+        Ok(SourceKind::File(f)) => file(f, &format!("{p}.file"), v),
+        Ok(SourceKind::Kinesis(k)) => super::kinesis::validate(k, &format!("{p}.kinesis"), v),
+        Ok(SourceKind::Http(h)) => super::http::validate(h, &format!("{p}.http"), v),
+        Err(0) => v.error(p, "set exactly one of [generator], [file], [kinesis] or [http]"),
+        Err(_) => v.error(
+            p,
+            "set exactly one of [generator], [file], [kinesis] or [http], not several",
+        ),
     }
 }
 
@@ -473,4 +491,12 @@ fn lake_s3(s: &crate::config::S3Config, v: &mut Validator) {
     if s.sse != Sse::Kms && !s.kms_key_id.is_empty() {
         v.error("lake.s3.kms_key_id", "is only used with sse = \"kms\"");
     }
+}
+
+/// Whether source `s` may send records to table `table`.
+fn feeds(s: &SourceConfig, table: &str) -> bool {
+    s.table.as_deref() == Some(table)
+        || s.route.as_ref().is_some_and(|r| {
+            r.tables.values().any(|t| t == table) || r.unmatched == Unmatched::Table(table.to_string())
+        })
 }

@@ -4,14 +4,14 @@
 //! (the Kinesis source's client runtime aside), so tests and `validate` use it too.
 
 use super::EngineError;
-use crate::config::{Config, TableConfig};
+use crate::config::{Config, SourceKind, TableConfig};
 use crate::extract::keyring::Keyring;
 use crate::extract::schema::{ColumnType, Schema, SchemaFile};
 use crate::load::layout::Layout;
 use crate::pipeline::{Plan, SourcePlan, TablePlan};
 use crate::runtime::clock::Clock;
 use crate::source::generator::{event::BUILTIN_SCHEMA_JSON, GeneratorSource, BUILTIN_PREFIX, BUILTIN_SCHEMA_NAME};
-use crate::source::{file::FileSource, kinesis::KinesisSource, Source};
+use crate::source::{file::FileSource, http::HttpSource, kinesis::KinesisSource, Source};
 use crate::store::CheckpointStore;
 use crate::transform::route::Router;
 use crate::transform::Transforms;
@@ -47,19 +47,25 @@ pub fn build_sources(
     keyring: &Arc<Keyring>,
     now_us: i64,
     checkpoints: Option<Arc<dyn CheckpointStore>>,
+    cores: usize,
 ) -> Result<Vec<Arc<dyn Source>>, EngineError> {
     config
         .sources
         .iter()
         .map(|s| -> Result<Arc<dyn Source>, EngineError> {
             let e = |e: crate::source::SourceError| EngineError(e.to_string());
-            Ok(match (&s.generator, &s.file, &s.kinesis) {
-                (Some(g), _, _) => {
+            Ok(match s.kind().expect("validated: exactly one source kind") {
+                SourceKind::Generator(g) => {
                     Arc::new(GeneratorSource::try_new(&s.name, g, s.encryption, keyring.clone(), now_us).map_err(e)?)
                 }
-                (_, Some(f), _) => Arc::new(FileSource::try_new(&s.name, f).map_err(e)?),
-                (_, _, Some(k)) => Arc::new(KinesisSource::try_new(&s.name, k, checkpoints.clone(), None).map_err(e)?),
-                _ => unreachable!("validated: exactly one source kind"),
+                SourceKind::File(f) => Arc::new(FileSource::try_new(&s.name, f).map_err(e)?),
+                SourceKind::Kinesis(k) => {
+                    Arc::new(KinesisSource::try_new(&s.name, k, checkpoints.clone(), None).map_err(e)?)
+                }
+                SourceKind::Http(h) => {
+                    let state = config.state.dir.as_deref().expect("validated: http needs state.dir");
+                    Arc::new(HttpSource::try_new(&s.name, h, state, cores).map_err(e)?)
+                }
             })
         })
         .collect()
@@ -242,6 +248,9 @@ pub(super) fn infer_schemas(
     let wanted = |t: usize| config.tables[t].infer_records as usize;
     let mut json = simd_json::Buffers::new(4096);
     for (si, source) in sources.iter().enumerate() {
+        if matches!(config.sources[si].kind(), Ok(SourceKind::Http(_))) {
+            continue; // nothing to read before the run (validated: it feeds no "infer" table)
+        }
         let encrypted = config.sources[si].encryption == crate::config::Encryption::Envelope;
         let parts = source.partitions().map_err(|e| EngineError(e.to_string()))?;
         let mut read = 0;

@@ -203,12 +203,19 @@ impl Engine {
         let now_us = self.clock.now_us();
         let run_id = run_id(now_us, random_u16());
         let layout = Layout::new(&cfg.lake.prefix);
+        let _state_lock = match &cfg.state.dir {
+            Some(d) => Some(crate::store::checkpoint::StateLock::acquire(d).map_err(EngineError)?),
+            None => None,
+        };
         let checkpoints: Option<Arc<dyn CheckpointStore>> = cfg
             .state
             .dir
             .as_ref()
             .map(|d| Arc::new(LocalCheckpoints::new(d)) as Arc<dyn CheckpointStore>);
-        let sources = build_sources(cfg, &keyring, now_us, checkpoints.clone())?;
+        let sources = build_sources(cfg, &keyring, now_us, checkpoints.clone(), cpus.len())?;
+        for s in &sources {
+            s.preflight().map_err(|e| EngineError(e.to_string()))?;
+        }
         let routers = build_routers(cfg);
 
         // Schemas: files are registered; "infer" reuses a stored version or infers one.

@@ -70,6 +70,9 @@ impl Pipeline {
     /// The checkpoint store confirmed a checkpoint write.
     pub fn checkpointed(&mut self, slots: &[(usize, u64)]) {
         self.retiring.acknowledged(slots);
+        for &(slot, position) in slots {
+            self.partitions[slot].checkpointed = Some(position);
+        }
     }
 
     /// Intents of durable files not yet retired.

@@ -106,6 +106,8 @@ pub struct OwnedPartition {
     skip: Skip,
     /// The partition's last reported lag behind its newest record (Kinesis), in ms.
     lag_ms: u64,
+    /// A checkpoint the store confirmed that the partition's reader has not been told of.
+    checkpointed: Option<u64>,
 }
 
 /// Something the core must still do with an output.
@@ -251,8 +253,14 @@ impl Pipeline {
             next_ordinal: 0,
             skip: delivered,
             lag_ms: 0,
+            checkpointed: None,
         });
         slot
+    }
+
+    /// The newest confirmed checkpoint of partition `slot`, once (see `PartitionReader::checkpointed`).
+    pub fn take_checkpointed(&mut self, slot: usize) -> Option<u64> {
+        self.partitions[slot].checkpointed.take()
     }
 
     /// Note partition `slot`'s reported lag; the core's counter is its most-behind partition.

@@ -369,7 +369,15 @@ impl Ctx {
     }
 }
 
-async fn partition_task(ctx: Ctx, slot: usize, assigned: Assigned, sealed: Rc<LocalSender<(Sealed, String)>>) {
+/// A reader whose task has ended, kept until the drain's checkpoints are confirmed (see `run`).
+type Finished = (usize, Box<dyn crate::source::PartitionReader>);
+
+async fn partition_task(
+    ctx: Ctx,
+    slot: usize,
+    assigned: Assigned,
+    sealed: Rc<LocalSender<(Sealed, String)>>,
+) -> Option<Finished> {
     let shared = ctx.shared.clone();
     let source = &shared.sources[assigned.source as usize];
     let batch_records = shared.plan.sources[assigned.source as usize].batch_records;
@@ -378,20 +386,37 @@ async fn partition_task(ctx: Ctx, slot: usize, assigned: Assigned, sealed: Rc<Lo
         Err(e) => {
             ctx.pipe.borrow_mut().counters.source_errors += 1;
             ctx.fail(e.to_string(), false);
-            return;
+            return None;
         }
     };
     let mut batch = FetchBatch::default();
     let mut out = Vec::new();
-    while !shared.stop.load(Ordering::Relaxed) {
+    // Set once the stop is seen by a reader that must hand over what it accepted first.
+    let mut finishing = false;
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            if finishing && ctx.pipe.borrow().over_budget() {
+                break; // what the reader still holds stays durable in its source for the next run
+            }
+            if !finishing && (!reader.finish() || ctx.fatal.get()) {
+                break;
+            }
+            finishing = true;
+        }
         ctx.admit(&mut out, &sealed).await;
         let t0 = shared.clock.monotonic_ns();
         let fetched = reader.fetch(&mut batch, batch_records, &*shared.clock);
         {
             let mut pipe = ctx.pipe.borrow_mut();
-            pipe.counters.source_throttles += reader.take_throttles();
+            let stats = reader.take_stats();
+            pipe.counters.source_throttles += stats.throttles;
+            pipe.counters.requests_accepted += stats.requests_accepted;
+            pipe.counters.requests_refused += stats.requests_refused;
             if let Some(lag) = reader.lag_ms() {
                 pipe.note_lag(slot, lag);
+            }
+            if let Some(p) = pipe.take_checkpointed(slot) {
+                reader.checkpointed(p);
             }
         }
         let kind = match fetched {
@@ -422,6 +447,7 @@ async fn partition_task(ctx: Ctx, slot: usize, assigned: Assigned, sealed: Rc<Lo
         }
         glommio::executor().yield_if_needed().await;
     }
+    Some((slot, reader))
 }
 
 async fn encoder_task(ctx: Ctx, rx: local_channel::LocalReceiver<(Sealed, String)>) {
@@ -572,10 +598,11 @@ pub async fn run(
         })
     };
 
+    let mut finished = Vec::new();
     loop {
         let next = tasks.borrow_mut().pop();
         match next {
-            Some(t) => t.await,
+            Some(t) => finished.extend(t.await),
             None if discovering && !shared.stop.load(Ordering::Relaxed) => glommio::timer::sleep(TICK_INTERVAL).await,
             None => break,
         }
@@ -593,6 +620,12 @@ pub async fn run(
     ctx.pipe.borrow_mut().flush_audit(&mut out);
     ctx.dispatch(&mut out, None).await;
     ctx.settle().await;
+    // The drain's checkpoints are confirmed: readers keeping their own copy may let it go.
+    for (slot, mut reader) in finished {
+        if let Some(p) = ctx.pipe.borrow_mut().take_checkpointed(slot) {
+            reader.checkpointed(p);
+        }
+    }
     ctx.delete_spilled().await;
     // Everything is durable and checkpointed: every intent of this run can go.
     ctx.pipe.borrow_mut().retire_drained(&mut out);

@@ -1,7 +1,7 @@
 //! Sources: where records come from, in batches, with positions.
 //!
-//! A [`Source`] lists its partitions (generator streams, file splits; later Kinesis shards and
-//! HTTP connections) and opens a [`PartitionReader`] for one of them on the core that owns it.
+//! A [`Source`] lists its partitions (generator streams, file splits, Kinesis shards, the HTTP
+//! receiver's per-core inboxes) and opens a [`PartitionReader`] for one of them on the core that owns it.
 //! The reader's contract is a simple loop (Quickwit's `emit_batches`): each `fetch` appends up
 //! to `max_records` payloads, exactly as received, to a [`FetchBatch`] and says whether more
 //! may come. Positions are per partition, strictly increasing, and `next_position` is where a
@@ -20,6 +20,7 @@
 pub mod file;
 pub mod framing;
 pub mod generator;
+pub mod http;
 pub mod kinesis;
 
 use crate::extract::{Reject, RECORD_BYTES_MAX};
@@ -131,6 +132,11 @@ pub trait Source: Send + Sync {
     fn discovery_interval(&self) -> Option<Duration> {
         None
     }
+    /// Checks that only a real run makes (the HTTP receiver's address is free), before any
+    /// core starts; `validate` builds sources without them.
+    fn preflight(&self) -> Result<(), SourceError> {
+        Ok(())
+    }
     /// Open a reader at `resume` (from a checkpoint) or at the beginning.
     fn open(&self, partition: &PartitionInfo, resume: Option<&Resume>)
         -> Result<Box<dyn PartitionReader>, SourceError>;
@@ -144,8 +150,27 @@ pub trait PartitionReader {
     fn lag_ms(&self) -> Option<u64> {
         None
     }
-    /// Calls the source throttled since the last call of this method.
-    fn take_throttles(&mut self) -> u64 {
-        0
+    /// What happened at the source's edge since the last call of this method.
+    fn take_stats(&mut self) -> ReaderStats {
+        ReaderStats::default()
     }
+    /// The run is stopping: take no new input. Returns whether the reader still holds input it
+    /// accepted (the HTTP receiver's acknowledged requests): then the core keeps fetching until
+    /// [`Fetch::End`] before it drains. Others stop where they are (their source keeps the rest).
+    fn finish(&mut self) -> bool {
+        false
+    }
+    /// Every record before `position` is durable and checkpointed: a source that keeps its own
+    /// copy (the HTTP inbox) may let it go.
+    fn checkpointed(&mut self, _position: u64) {}
+}
+
+/// Counts a reader reports at its edge (summed into the core's counters).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderStats {
+    /// Calls the source throttled (Kinesis ProvisionedThroughputExceeded and kin), retried.
+    pub throttles: u64,
+    /// Requests a push source answered 200, and answered with an error (4xx/5xx).
+    pub requests_accepted: u64,
+    pub requests_refused: u64,
 }

@@ -31,6 +31,43 @@ pub trait CheckpointStore: Send + Sync {
     fn save(&self, checkpoints: &[Checkpoint]) -> Result<(), String>;
 }
 
+/// An exclusive lock on a state directory for the life of a run: two processes on one state
+/// would write the same checkpoints and inboxes. `flock` is released by the kernel when the
+/// process dies, SIGKILL included, so a restart after a crash never finds a stale lock.
+pub struct StateLock {
+    _file: fs::File,
+}
+
+impl StateLock {
+    pub fn acquire(state_dir: &Path) -> Result<StateLock, String> {
+        fs::create_dir_all(state_dir).map_err(|e| format!("state.dir {}: {e}", state_dir.display()))?;
+        let path = state_dir.join("lock");
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("state lock {}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                return Err(format!(
+                    "state.dir {} is in use by another sluicegate process (pid {})",
+                    state_dir.display(),
+                    holder.trim()
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(format!("state lock {}: {e}", path.display())),
+        }
+        file.set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .ok();
+        Ok(StateLock { _file: file })
+    }
+}
+
 pub struct LocalCheckpoints {
     dir: PathBuf,
 }
@@ -101,6 +138,23 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_dir_has_one_run_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = StateLock::acquire(dir.path()).unwrap();
+        let second = StateLock::acquire(dir.path()).err().unwrap();
+        assert_eq!(
+            second,
+            format!(
+                "state.dir {} is in use by another sluicegate process (pid {})",
+                dir.path().display(),
+                std::process::id()
+            )
+        );
+        drop(lock);
+        StateLock::acquire(dir.path()).unwrap();
+    }
 
     #[test]
     fn save_and_load_per_partition() {

@@ -129,6 +129,9 @@ pub struct Counters {
     /// How far the most-behind partition is from its newest record, by its last report
     /// (Kinesis MillisBehindLatest); over cores, the highest.
     pub source_lag_ms: u64,
+    /// Requests a push source (the HTTP receiver) answered 200, and refused (4xx/5xx).
+    pub requests_accepted: u64,
+    pub requests_refused: u64,
     /// Time tasks waited for downstream (a full encoder queue, the store's in-flight bound,
     /// the buffer memory budget).
     pub backpressure_ns: u64,
@@ -159,6 +162,8 @@ impl Counters {
         }
         self.source_errors += o.source_errors;
         self.source_throttles += o.source_throttles;
+        self.requests_accepted += o.requests_accepted;
+        self.requests_refused += o.requests_refused;
         self.source_lag_ms = self.source_lag_ms.max(o.source_lag_ms);
         self.backpressure_ns += o.backpressure_ns;
         self.spill_writes += o.spill_writes;

@@ -142,6 +142,13 @@ impl RunReport {
                 c.source_lag_ms as f64 / 1e3
             ));
         }
+        if c.requests_accepted > 0 || c.requests_refused > 0 {
+            s.push_str(&format!(
+                "  requests    {} accepted (durable, answered 200)   {} refused (4xx/5xx)\n",
+                thousands(c.requests_accepted),
+                thousands(c.requests_refused)
+            ));
+        }
         let r = &self.recovered;
         if r.files > 0 {
             s.push_str(&format!(

@@ -318,8 +318,11 @@ impl PartitionReader for KinesisReader {
         self.lag_ms
     }
 
-    fn take_throttles(&mut self) -> u64 {
-        std::mem::take(&mut self.throttles)
+    fn take_stats(&mut self) -> crate::source::ReaderStats {
+        crate::source::ReaderStats {
+            throttles: std::mem::take(&mut self.throttles),
+            ..Default::default()
+        }
     }
 }
 

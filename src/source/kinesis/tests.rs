@@ -66,7 +66,7 @@ fn throttling_is_retried_and_counted_and_an_expired_iterator_resumes_after_the_l
         .collect();
     assert_eq!(got, want, "every record once, in order, positions dense");
     assert_eq!(cursor.as_deref(), Some(CURSOR_END));
-    assert_eq!(reader.take_throttles(), 2);
+    assert_eq!(reader.take_stats().throttles, 2);
     assert_eq!(reader.lag_ms(), Some(1500));
     let its = replay.calls("GetShardIterator");
     assert_eq!(its.len(), 2, "one iterator, then one after the expiry");

@@ -1,0 +1,121 @@
+//! `[sources.http]`: the HTTP edge receiver (see `source::http`).
+//!
+//! Owns: the receiver's keys, their `DEFAULT_*` constants and their validation. Every limit a
+//! client can push against (body size, connections, unread inbox bytes, idle time) is a key
+//! here with a bound, so no client can make a core hold more than the configuration allows.
+
+use super::validate::{bytes_human, Validator};
+use super::MIB;
+use serde::{Deserialize, Serialize};
+
+/// Bytes of one request body, on the wire and again after gzip/zstd decoding (a small
+/// compressed body cannot unpack into more). 8 MiB holds a 1 MiB batch with room to spare.
+pub const DEFAULT_HTTP_BODY_BYTES_MAX: u64 = 8 * MIB;
+/// Accepted, not yet read bytes in one core's inbox before requests are answered 429: about
+/// ten seconds of a core's input at 100k records/s of 1 KiB.
+pub const DEFAULT_HTTP_INBOX_BYTES_MAX: u64 = 1024 * MIB;
+/// Inbox segment file size: a segment is deleted once every record in it is checkpointed.
+pub const DEFAULT_HTTP_SEGMENT_BYTES: u64 = 64 * MIB;
+/// Open connections per core; past it, new connections wait in the listen backlog.
+pub const DEFAULT_HTTP_CONNECTIONS_MAX: u32 = 1024;
+/// A connection that sends nothing for this long is closed (slow or stuck clients).
+pub const DEFAULT_HTTP_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// `Retry-After` of a 429 or 503 answer, in seconds.
+pub const DEFAULT_HTTP_RETRY_AFTER_S: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address every core listens on (SO_REUSEPORT: the kernel spreads connections).
+    pub listen: String,
+    /// Name of the environment variable holding the bearer token; unset: no auth.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default = "d_body")]
+    pub body_bytes_max: u64,
+    #[serde(default = "d_inbox")]
+    pub inbox_bytes_max: u64,
+    #[serde(default = "d_segment")]
+    pub segment_bytes: u64,
+    #[serde(default = "d_connections")]
+    pub connections_max: u32,
+    #[serde(default = "d_idle")]
+    pub idle_timeout_ms: u64,
+    #[serde(default = "d_retry")]
+    pub retry_after_s: u32,
+}
+
+fn d_body() -> u64 {
+    DEFAULT_HTTP_BODY_BYTES_MAX
+}
+fn d_inbox() -> u64 {
+    DEFAULT_HTTP_INBOX_BYTES_MAX
+}
+fn d_segment() -> u64 {
+    DEFAULT_HTTP_SEGMENT_BYTES
+}
+fn d_connections() -> u32 {
+    DEFAULT_HTTP_CONNECTIONS_MAX
+}
+fn d_idle() -> u64 {
+    DEFAULT_HTTP_IDLE_TIMEOUT_MS
+}
+fn d_retry() -> u32 {
+    DEFAULT_HTTP_RETRY_AFTER_S
+}
+
+pub(super) fn validate(h: &HttpConfig, p: &str, v: &mut Validator) {
+    let plain = |n: u64| n.to_string();
+    if h.listen.parse::<std::net::SocketAddr>().is_err() {
+        v.error(
+            format!("{p}.listen"),
+            format!(
+                "must be an IP address and port, e.g. \"127.0.0.1:8080\", got {:?}",
+                h.listen
+            ),
+        );
+    }
+    if h.token_env.as_deref() == Some("") {
+        v.error(
+            format!("{p}.token_env"),
+            "must name an environment variable (or be left out: no auth)",
+        );
+    }
+    // A body must hold at least one whole record (1 MiB) and fit a u32 frame length.
+    v.range_u64(
+        &format!("{p}.body_bytes_max"),
+        h.body_bytes_max,
+        MIB,
+        256 * MIB,
+        bytes_human,
+    );
+    v.range_u64(
+        &format!("{p}.segment_bytes"),
+        h.segment_bytes,
+        h.body_bytes_max.max(MIB),
+        4096 * MIB,
+        bytes_human,
+    );
+    v.range_u64(
+        &format!("{p}.inbox_bytes_max"),
+        h.inbox_bytes_max,
+        h.body_bytes_max.max(MIB),
+        1 << 50,
+        bytes_human,
+    );
+    v.range_u64(
+        &format!("{p}.connections_max"),
+        h.connections_max.into(),
+        1,
+        65_536,
+        plain,
+    );
+    v.range_u64(
+        &format!("{p}.idle_timeout_ms"),
+        h.idle_timeout_ms,
+        100,
+        3_600_000,
+        plain,
+    );
+    v.range_u64(&format!("{p}.retry_after_s"), h.retry_after_s.into(), 1, 3_600, plain);
+}

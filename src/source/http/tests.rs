@@ -1,0 +1,392 @@
+//! The receiver over real sockets (hyper's client on tokio, the receiver on a glommio core) and
+//! the inbox on a real disk: answers, durability order, recovery of a torn tail, resume.
+
+use super::inbox::{Inbox, InboxLimits, InboxReader, SEGMENT_MAGIC};
+use super::*;
+use crate::config::HttpConfig;
+use crate::runtime::clock::SystemClock;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const TOKEN: &str = "test-token-0123456789";
+
+fn config(port: u16) -> HttpConfig {
+    let mut c: HttpConfig = toml::from_str(&format!("listen = \"127.0.0.1:{port}\"")).unwrap();
+    c.body_bytes_max = 1 << 20;
+    c.segment_bytes = 1 << 20;
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A receiver on a glommio core of its own, its reader feeding `records` while `reading` is set.
+struct Running {
+    url: String,
+    records: crossbeam_channel::Receiver<(u64, Vec<u8>)>,
+    reading: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(state: &std::path::Path, cfg: HttpConfig, token: Option<&str>) -> Running {
+        let source = HttpSource {
+            name: "edge".into(),
+            dir: state.join("inbox").join("edge"),
+            cores: 1,
+            settings: ReceiverSettings {
+                listen: cfg.listen.parse().unwrap(),
+                token_digest: token.map(server::token_digest),
+                body_bytes_max: cfg.body_bytes_max as usize,
+                connections_max: cfg.connections_max,
+                idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
+                retry_after_s: cfg.retry_after_s,
+            },
+            limits: InboxLimits {
+                segment_bytes: cfg.segment_bytes,
+                inbox_bytes_max: cfg.inbox_bytes_max,
+            },
+        };
+        source.preflight().unwrap();
+        let (tx, records) = crossbeam_channel::unbounded();
+        let reading = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s) = (reading.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .make()
+                .unwrap();
+            ex.run(async move {
+                let part = source.partitions().unwrap().remove(0);
+                let mut reader = source.open(&part, None).unwrap();
+                let mut batch = FetchBatch::default();
+                while !s.load(Ordering::Relaxed) {
+                    if r.load(Ordering::Relaxed) {
+                        reader.fetch(&mut batch, 100, &SystemClock).unwrap();
+                        for rec in &batch.records {
+                            tx.send((rec.position, batch.payload(rec).to_vec())).unwrap();
+                        }
+                    }
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+            });
+        });
+        // Ready once it answers: connect until it does (bounded), never sleep and hope.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&cfg.listen).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the receiver never listened");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Running {
+            url: format!("http://{}", cfg.listen),
+            records,
+            reading,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn take(&self, n: usize) -> Vec<(u64, Vec<u8>)> {
+        (0..n)
+            .map(|_| {
+                self.records
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("a record read back")
+            })
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+struct Http {
+    rt: tokio::runtime::Runtime,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: String,
+}
+
+impl Http {
+    fn new() -> Http {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Http { rt, client }
+    }
+
+    fn send(&self, method: &str, url: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
+        let mut req = hyper::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).unwrap();
+        self.rt.block_on(async {
+            let resp = self.client.request(req).await.expect("an answer");
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            Answer {
+                status,
+                retry_after,
+                body: String::from_utf8(body.to_vec()).unwrap(),
+            }
+        })
+    }
+
+    fn post(&self, url: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
+        self.send("POST", url, body, headers)
+    }
+}
+
+fn ndjson(from: u32, n: u32) -> Vec<u8> {
+    (from..from + n)
+        .map(|i| format!("{{\"i\":{i}}}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[test]
+fn requests_are_answered_by_the_rules_and_records_read_back_in_order() {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let run = Running::start(dir.path(), config(free_port()), Some(TOKEN));
+    let http = Http::new();
+    let auth = ("authorization", "Bearer test-token-0123456789");
+    let url = format!("{}/records", run.url);
+
+    let a = http.post(&url, ndjson(0, 3), &[auth]);
+    assert_eq!((a.status, a.body.as_str()), (200, "{\"records\":3}"));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&ndjson(3, 2)).unwrap();
+    let a = http.post(&url, gz.finish().unwrap(), &[auth, ("content-encoding", "gzip")]);
+    assert_eq!((a.status, a.body.as_str()), (200, "{\"records\":2}"));
+    let zs = zstd::encode_all(ndjson(5, 2).as_slice(), 3).unwrap();
+    assert_eq!(http.post(&url, zs, &[auth, ("content-encoding", "zstd")]).status, 200);
+    let mut framed = crate::source::framing::MAGIC.to_vec();
+    crate::source::framing::write_frame(&mut framed, b"{\"i\":7}").unwrap();
+    assert_eq!(http.post(&url, framed, &[auth]).status, 200);
+
+    let refused = |a: Answer, status: u16, reason: &str| {
+        assert_eq!(a.status, status, "{}", a.body);
+        assert!(a.body.contains(reason), "{status}: {}", a.body);
+    };
+    refused(http.post(&url, ndjson(0, 1), &[]), 401, "a bearer token is required");
+    refused(
+        http.post(&url, ndjson(0, 1), &[("authorization", "Bearer wrong")]),
+        401,
+        "the bearer token is not valid",
+    );
+    refused(
+        http.send("PUT", &url, ndjson(0, 1), &[auth]),
+        405,
+        "PUT is not accepted",
+    );
+    refused(
+        http.post(&url, b"\n\n".to_vec(), &[auth]),
+        400,
+        "the body holds no records",
+    );
+    let bomb = zstd::encode_all(vec![b' '; 2 << 20].as_slice(), 3).unwrap();
+    refused(
+        http.post(&url, bomb, &[auth, ("content-encoding", "zstd")]),
+        413,
+        "the body decodes to more than the 1048576-byte limit",
+    );
+    refused(
+        http.post(&url, ndjson(0, 1), &[auth, ("content-encoding", "br")]),
+        415,
+        "Content-Encoding \\\"br\\\" is not supported",
+    );
+    refused(
+        http.post(&url, b"not gzip".to_vec(), &[auth, ("content-encoding", "gzip")]),
+        400,
+        "the body is not valid gzip data",
+    );
+    refused(
+        http.post(
+            &url,
+            [crate::source::framing::MAGIC.as_slice(), &[9, 0, 0, 0, b'{']].concat(),
+            &[auth],
+        ),
+        400,
+        "SGF1 body ends inside frame 1 (byte 4): 9 bytes announced, 1 present",
+    );
+    assert_eq!(
+        http.send("GET", &format!("{}/health", run.url), vec![], &[]).status,
+        200
+    );
+    // A body announced past the limit is refused before it is sent (as after
+    // `Expect: 100-continue`): a client that waits for the answer reads the 413.
+    let mut raw = std::net::TcpStream::connect(run.url.trim_start_matches("http://")).unwrap();
+    write!(
+        raw,
+        "POST / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: 2000000\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut raw, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("the body is 2000000 bytes or more; the limit is 1048576"),
+        "{answer}"
+    );
+
+    // Every accepted record, once, in order, with strictly increasing positions; nothing of a
+    // refused request.
+    let got = run.take(8);
+    let payloads: Vec<String> = got.iter().map(|(_, p)| String::from_utf8(p.clone()).unwrap()).collect();
+    let want: Vec<String> = (0..8).map(|i| format!("{{\"i\":{i}}}")).collect();
+    assert_eq!(payloads, want);
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "positions increase");
+    assert!(
+        run.records.recv_timeout(Duration::from_millis(200)).is_err(),
+        "nothing more"
+    );
+}
+
+#[test]
+fn a_full_inbox_answers_429_with_retry_after_until_the_reader_catches_up() {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let mut cfg = config(free_port());
+    cfg.inbox_bytes_max = 1 << 20;
+    let run = Running::start(dir.path(), cfg, None);
+    run.reading.store(false, Ordering::Relaxed);
+    let http = Http::new();
+    let body = ndjson(0, 40_000); // ~450 KiB: two fit, the third does not
+    assert!(body.len() > 400_000 && body.len() < 500_000);
+    assert_eq!(http.post(&run.url, body.clone(), &[]).status, 200);
+    assert_eq!(http.post(&run.url, body.clone(), &[]).status, 200);
+    let a = http.post(&run.url, body.clone(), &[]);
+    assert_eq!((a.status, a.retry_after.as_deref()), (429, Some("1")), "{}", a.body);
+    assert!(a.body.contains("the receiver is behind"), "{}", a.body);
+    run.reading.store(true, Ordering::Relaxed);
+    assert_eq!(run.take(80_000).len(), 80_000);
+    // Read: the room is back.
+    assert_eq!(http.post(&run.url, body, &[]).status, 200);
+}
+
+fn limits() -> InboxLimits {
+    InboxLimits {
+        segment_bytes: 4096,
+        inbox_bytes_max: 1 << 30,
+    }
+}
+
+/// Append bodies through the real commit path, on a glommio executor.
+fn append_all(dir: &std::path::Path, bodies: Vec<Vec<u8>>) {
+    let dir = dir.to_path_buf();
+    let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .make()
+        .unwrap();
+    ex.run(async move {
+        let inbox = Rc::new(Inbox::open(&dir, limits(), 0).unwrap());
+        // The first two in one commit (group commit), then one by one (a roll between commits).
+        let (a, b) = (inbox.append(&bodies[0]).unwrap(), inbox.append(&bodies[1]).unwrap());
+        a.recv().await.unwrap().unwrap();
+        b.recv().await.unwrap().unwrap();
+        for body in &bodies[2..] {
+            inbox.append(body).unwrap().recv().await.unwrap().unwrap();
+        }
+    });
+}
+
+fn read_all(dir: &std::path::Path, resume: u64) -> Vec<(u64, String)> {
+    let inbox = Rc::new(Inbox::open(dir, limits(), resume).unwrap());
+    let mut reader = InboxReader::new(inbox, resume);
+    let mut batch = FetchBatch::default();
+    let mut out = Vec::new();
+    let err = |m: String| SourceError {
+        source_name: "t".into(),
+        partition: "p".into(),
+        message: m,
+    };
+    while reader.fetch(&mut batch, 7, &err).unwrap() == Fetch::Records {
+        for r in &batch.records {
+            out.push((r.position, String::from_utf8(batch.payload(r).to_vec()).unwrap()));
+        }
+        // next_position is where a restart resumes: the next record read, or the end.
+        let next = batch.next_position;
+        assert!(batch.records.iter().all(|r| r.position < next));
+    }
+    out
+}
+
+#[test]
+fn the_inbox_rolls_segments_cuts_a_torn_tail_resumes_mid_body_and_releases_checkpointed_segments() {
+    let tmp = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let dir = tmp.path().join("inbox-0");
+    // 30 bodies of 100 records (~1.1 KiB each): several 4 KiB segments.
+    append_all(&dir, (0..30).map(|b| ndjson(b * 100, 100)).collect());
+    let segments = |d: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = segments(&dir);
+    assert!(before.len() >= 5, "{before:?}");
+    let all = read_all(&dir, 0);
+    assert_eq!(all.len(), 3000);
+    assert!(all.iter().enumerate().all(|(i, (_, p))| *p == format!("{{\"i\":{i}}}")));
+
+    // A torn tail: a frame cut short at the end of the last segment is never read, and cut.
+    let last = dir.join(before.last().unwrap());
+    let len = std::fs::metadata(&last).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&last).unwrap();
+    f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, b'{']).unwrap();
+    drop(f);
+    assert_eq!(read_all(&dir, 0).len(), 3000);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), len, "the torn tail was cut");
+    // A flipped byte in the last frame fails its CRC: that frame is a torn tail too.
+    let mut bytes = std::fs::read(&last).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xff;
+    std::fs::write(&last, &bytes).unwrap();
+    assert_eq!(read_all(&dir, 0).len(), 2900);
+
+    // Resume from a record in the middle of a body: that record first, nothing before it.
+    let (pos, first) = all[1234].clone();
+    let resumed = read_all(&dir, pos);
+    assert_eq!(resumed.first().map(|r| &r.1), Some(&first));
+    assert_eq!(resumed.len(), 2900 - 1234);
+    // Opening at a checkpoint deletes the segments wholly before it, never the active one.
+    let kept = segments(&dir);
+    assert!(kept.len() < before.len(), "{kept:?} vs {before:?}");
+    assert!(kept.iter().all(|s| s.ends_with(".sgi")));
+    let end = read_all(&dir, 0).last().unwrap().0 + 1;
+    let _ = Inbox::open(&dir, limits(), end).unwrap();
+    assert_eq!(segments(&dir).len(), 1, "only the active segment stays");
+    assert_eq!(
+        &std::fs::read(dir.join(&segments(&dir)[0])).unwrap()[..8],
+        SEGMENT_MAGIC
+    );
+}
