@@ -279,14 +279,17 @@ fn every_acknowledged_record_lands_exactly_once_through_sigkills_under_load() {
 
     let answers = answers.lock().unwrap();
     let (etl, quarantined) = landed(&dir.path().join("lake"));
-    let (mut ok, mut lost_answers) = (0, 0);
+    let (mut ok, mut lost_answers, mut landed_unanswered) = (0, 0, 0);
     for (&request, &status) in answers.iter() {
         let kind = Kind::of(request);
         match (kind, status) {
             (Kind::BadFraming, Some(s)) => assert_eq!(s, 400, "request {request}"),
             (Kind::BadAuth, Some(s)) => assert_eq!(s, 401, "request {request}"),
             (_, Some(s)) => assert_eq!(s, 200, "request {request} ({kind:?})"),
-            (_, None) => lost_answers += 1,
+            (_, None) => {
+                lost_answers += 1;
+                landed_unanswered += (etl.contains_key(&record_id(request, 0))) as usize;
+            }
         }
         for i in 0..RECORDS_PER_REQUEST {
             let id = record_id(request, i);
@@ -310,7 +313,7 @@ fn every_acknowledged_record_lands_exactly_once_through_sigkills_under_load() {
         ok += (status == Some(200)) as usize;
     }
     eprintln!(
-        "{} requests: {ok} acknowledged, {lost_answers} unanswered; {} ETL rows, {} quarantined",
+        "{} requests: {ok} acknowledged, {lost_answers} unanswered ({landed_unanswered} of them durable before the kill); {} ETL rows, {} quarantined",
         answers.len(),
         etl.len(),
         quarantined.len()
