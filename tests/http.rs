@@ -209,13 +209,18 @@ fn load(port: u16, stop: Arc<AtomicBool>, answers: Answers) -> std::thread::Join
     })
 }
 
+/// ETL rows per partition (a core's inbox).
+type PerInbox = HashMap<String, usize>;
+
 /// Times each record id was written: ETL rows, and quarantined payloads by their event id.
-fn landed(lake: &Path) -> (HashMap<String, u32>, HashMap<String, (u32, String)>) {
+fn landed(lake: &Path) -> (HashMap<String, u32>, HashMap<String, (u32, String)>, PerInbox) {
     let mut etl: HashMap<String, u32> = HashMap::new();
+    let mut per_inbox = PerInbox::new();
     for f in files(&lake.join("etl"), ".parquet") {
         for b in read_parquet(&f) {
             for i in 0..b.num_rows() {
                 *etl.entry(str_at(&b, "event_id", i).unwrap()).or_default() += 1;
+                *per_inbox.entry(str_at(&b, "_partition", i).unwrap()).or_default() += 1;
             }
         }
     }
@@ -230,7 +235,7 @@ fn landed(lake: &Path) -> (HashMap<String, u32>, HashMap<String, (u32, String)>)
             .or_insert((0, l["rule"].as_str().unwrap().to_string()));
         e.0 += 1;
     }
-    (etl, quarantined)
+    (etl, quarantined, per_inbox)
 }
 
 #[test]
@@ -278,7 +283,10 @@ fn every_acknowledged_record_lands_exactly_once_through_sigkills_under_load() {
     assert!(status.success(), "the drain failed: {status}");
 
     let answers = answers.lock().unwrap();
-    let (etl, quarantined) = landed(&dir.path().join("lake"));
+    let (etl, quarantined, per_inbox) = landed(&dir.path().join("lake"));
+    // SO_REUSEPORT spread the connections: every core's inbox took requests.
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(per_inbox.len(), cpus, "records per inbox: {per_inbox:?}");
     let (mut ok, mut lost_answers, mut landed_unanswered) = (0, 0, 0);
     for (&request, &status) in answers.iter() {
         let kind = Kind::of(request);
@@ -313,7 +321,7 @@ fn every_acknowledged_record_lands_exactly_once_through_sigkills_under_load() {
         ok += (status == Some(200)) as usize;
     }
     eprintln!(
-        "{} requests: {ok} acknowledged, {lost_answers} unanswered ({landed_unanswered} of them durable before the kill); {} ETL rows, {} quarantined",
+        "{} requests: {ok} acknowledged, {lost_answers} unanswered ({landed_unanswered} of them durable before the kill); {} ETL rows ({per_inbox:?}), {} quarantined",
         answers.len(),
         etl.len(),
         quarantined.len()
