@@ -209,13 +209,19 @@ fn load(port: u16, stop: Arc<AtomicBool>, answers: Answers) -> std::thread::Join
     })
 }
 
-/// ETL rows per partition (a core's inbox).
-type PerInbox = HashMap<String, usize>;
+/// What the lake holds, by record id.
+struct Landed {
+    /// Times each id is an ETL row.
+    etl: HashMap<String, u32>,
+    /// Times each id was quarantined, and the rule.
+    quarantined: HashMap<String, (u32, String)>,
+    /// ETL rows per partition (a core's inbox).
+    per_inbox: HashMap<String, usize>,
+}
 
-/// Times each record id was written: ETL rows, and quarantined payloads by their event id.
-fn landed(lake: &Path) -> (HashMap<String, u32>, HashMap<String, (u32, String)>, PerInbox) {
+fn landed(lake: &Path) -> Landed {
     let mut etl: HashMap<String, u32> = HashMap::new();
-    let mut per_inbox = PerInbox::new();
+    let mut per_inbox = HashMap::new();
     for f in files(&lake.join("etl"), ".parquet") {
         for b in read_parquet(&f) {
             for i in 0..b.num_rows() {
@@ -235,7 +241,11 @@ fn landed(lake: &Path) -> (HashMap<String, u32>, HashMap<String, (u32, String)>,
             .or_insert((0, l["rule"].as_str().unwrap().to_string()));
         e.0 += 1;
     }
-    (etl, quarantined, per_inbox)
+    Landed {
+        etl,
+        quarantined,
+        per_inbox,
+    }
 }
 
 #[test]
@@ -283,7 +293,11 @@ fn every_acknowledged_record_lands_exactly_once_through_sigkills_under_load() {
     assert!(status.success(), "the drain failed: {status}");
 
     let answers = answers.lock().unwrap();
-    let (etl, quarantined, per_inbox) = landed(&dir.path().join("lake"));
+    let Landed {
+        etl,
+        quarantined,
+        per_inbox,
+    } = landed(&dir.path().join("lake"));
     // SO_REUSEPORT spread the connections: every core's inbox took requests.
     let cpus = std::thread::available_parallelism().unwrap().get();
     assert_eq!(per_inbox.len(), cpus, "records per inbox: {per_inbox:?}");
