@@ -15,6 +15,7 @@
 //! `Engine::builder(config).build()?.run()?` returns a [`telemetry::report::RunReport`]. A clock,
 //! an object store and a stop flag can be injected through the builder.
 
+pub mod admin;
 pub mod audit;
 pub mod aws;
 pub mod buffer;

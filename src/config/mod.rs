@@ -14,6 +14,7 @@
 //! Bounds: every numeric key has a minimum and maximum checked here; the constants below say
 //! why each one is what it is.
 
+mod admin;
 mod http;
 mod kinesis;
 mod validate;
@@ -21,6 +22,7 @@ mod validate;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use admin::*;
 pub use http::*;
 pub use kinesis::*;
 pub use validate::Validator;
@@ -146,6 +148,9 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The admin endpoint; absent: off.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 /// `cores = "all"` or `cores = [0, 1]`.

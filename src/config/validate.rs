@@ -67,6 +67,9 @@ fn check_name(v: &mut Validator, path: &str, name: &str) {
 
 pub(super) fn config(c: &Config, v: &mut Validator) {
     runtime(&c.runtime, v);
+    if let Some(a) = &c.admin {
+        super::admin::validate(a, v);
+    }
     if c.lake.dir.as_os_str().is_empty() {
         v.error("lake.dir", "must not be empty");
     }

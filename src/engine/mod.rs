@@ -203,6 +203,25 @@ impl Engine {
         let now_us = self.clock.now_us();
         let run_id = run_id(now_us, random_u16());
         let layout = Layout::new(&cfg.lake.prefix);
+        let progress: Arc<Vec<Progress>> = Arc::new((0..cpus.len()).map(|_| Progress::default()).collect());
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Up before recovery, so /ready says "starting" while it runs.
+        let admin = match &cfg.admin {
+            Some(a) => {
+                let view = crate::admin::AdminView {
+                    progress: progress.clone(),
+                    ready: ready.clone(),
+                    stop: self.stop.clone(),
+                    started,
+                    started_at: std::time::SystemTime::now(),
+                    token_digest: None,
+                };
+                let admin = crate::admin::start(a, view).map_err(EngineError)?;
+                eprintln!("level=info msg=\"admin endpoint on http://{}\"", admin.addr);
+                Some(admin)
+            }
+            None => None,
+        };
         let _state_lock = match &cfg.state.dir {
             Some(d) => Some(crate::store::checkpoint::StateLock::acquire(d).map_err(EngineError)?),
             None => None,
@@ -336,13 +355,13 @@ impl Engine {
             cfg.lake.uploads_max as usize,
             Duration::from_millis(cfg.lake.retry_for_ms),
         );
-        let progress: Arc<Vec<Progress>> = Arc::new((0..cpus.len()).map(|_| Progress::default()).collect());
         let shared = Arc::new(Shared {
             plan: plan.clone(),
             sources: sources.clone(),
             clock: self.clock.clone(),
             stop: self.stop.clone(),
             progress: progress.clone(),
+            snapshots: admin.is_some(),
         });
         crate::runtime::nudge::install()
             .map_err(|e| EngineError(format!("cannot install the core nudge signal handler: {e}")))?;
@@ -369,6 +388,7 @@ impl Engine {
             handles.push(h);
         }
 
+        ready.store(true, Ordering::Relaxed);
         let mut progress_line = self
             .progress
             .then(|| crate::telemetry::report::ProgressLine::new(started));

@@ -61,6 +61,8 @@ pub struct Shared {
     /// Set to drain: Ctrl-C, SIGTERM, or a failure on any core.
     pub stop: Arc<AtomicBool>,
     pub progress: Arc<Vec<Progress>>,
+    /// Whether the admin endpoint reads full snapshots (else only the progress atomics move).
+    pub snapshots: bool,
 }
 
 /// What a core reports when it is done.
@@ -367,6 +369,17 @@ impl Ctx {
         let pipe = self.pipe.borrow();
         self.shared.progress[pipe.core].publish(&pipe.counters);
     }
+
+    /// Counters and histograms for the admin endpoint, if it runs (on the tick, not per batch).
+    fn publish_snapshot(&self) {
+        let pipe = self.pipe.borrow();
+        let p = &self.shared.progress[pipe.core];
+        if self.shared.snapshots {
+            p.publish_snapshot(&pipe.counters, &pipe.hist);
+        } else {
+            p.publish(&pipe.counters);
+        }
+    }
 }
 
 /// A reader whose task has ended, kept until the drain's checkpoints are confirmed (see `run`).
@@ -594,6 +607,7 @@ pub async fn run(
                 ctx.dispatch(&mut out, Some(&*tx)).await;
                 ctx.poll_acks();
                 ctx.delete_spilled().await;
+                ctx.publish_snapshot();
             }
         })
     };
@@ -631,7 +645,7 @@ pub async fn run(
     ctx.pipe.borrow_mut().retire_drained(&mut out);
     ctx.dispatch(&mut out, None).await;
     ctx.settle().await;
-    ctx.publish();
+    ctx.publish_snapshot();
 
     let mut pipe = ctx.pipe.borrow_mut();
     if !ctx.fatal.get() {

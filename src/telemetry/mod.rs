@@ -173,13 +173,23 @@ impl Counters {
     }
 }
 
-/// Live totals per core, read by the progress line.
+/// Live totals per core, read by the progress line and the admin endpoint. The atomics move
+/// with every batch; the full counters and the histograms are copied on the core's tick (every
+/// 100 ms), under a lock only the core and the admin thread take, never per record.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub records_in: AtomicU64,
     pub records_etl: AtomicU64,
     pub records_quarantined: AtomicU64,
     pub records_dropped: AtomicU64,
+    snapshot: std::sync::Mutex<Snapshot>,
+}
+
+/// A core's counters and histograms as of its last tick.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub counters: Counters,
+    pub hist: StageHistograms,
 }
 
 impl Progress {
@@ -188,6 +198,18 @@ impl Progress {
         self.records_etl.store(c.records_etl, Ordering::Relaxed);
         self.records_quarantined.store(c.records_quarantined, Ordering::Relaxed);
         self.records_dropped.store(c.records_dropped, Ordering::Relaxed);
+    }
+
+    /// Copy the core's counters and histograms for readers on other threads.
+    pub fn publish_snapshot(&self, c: &Counters, hist: &StageHistograms) {
+        self.publish(c);
+        let mut s = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        s.counters.clone_from(c);
+        s.hist.clone_from(hist);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// `(in, etl, quarantined, dropped)` summed over cores.

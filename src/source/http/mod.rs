@@ -35,6 +35,7 @@ use crate::config::HttpConfig;
 use crate::runtime::clock::Clock;
 use crate::source::{Fetch, FetchBatch, PartitionInfo, PartitionReader, ReaderStats, Resume, Source, SourceError};
 use inbox::{Inbox, InboxLimits, InboxReader};
+pub use server::{same_digest, token_digest};
 use server::{Listening, ReceiverSettings};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;

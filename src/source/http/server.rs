@@ -289,7 +289,7 @@ pub fn token_digest(token: &str) -> [u8; 32] {
 
 /// Compare a token with the expected digest without an early exit (digests of equal length,
 /// so the time says nothing about the token).
-fn same_digest(want: &[u8; 32], token: &str) -> bool {
+pub fn same_digest(want: &[u8; 32], token: &str) -> bool {
     let got = token_digest(token);
     want.iter().zip(got.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }

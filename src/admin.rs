@@ -1,0 +1,440 @@
+//! The admin endpoint: a control-plane thread of its own (a one-thread tokio runtime and
+//! hyper's HTTP/1.1 server), never on a data core.
+//!
+//! - `GET /health`: 200 while the process runs;
+//! - `GET /ready`: 200 once recovery is done and the cores run, 503 before and while draining;
+//! - `GET /metrics`: Prometheus text format 0.0.4, one sample per core (label `core`):
+//!   records and bytes in/out per zone, quarantined by rule, backpressure time, spill I/O and
+//!   peaks, source errors, throttles and lag, HTTP requests, stage latency summaries;
+//! - `GET /histograms`: every stage's HDR histogram (merged over cores, nanoseconds) as an
+//!   HdrHistogram interval log (`Tag=<stage>,…,HISTF…`: V2, deflate, base64), which the
+//!   HdrHistogram libraries' log readers read as they are.
+//!
+//! What it reads: each core's [`Snapshot`], copied on the core's tick (every 100 ms), so the
+//! figures are at most a tick old and the data path takes no lock per record.
+//!
+//! Bounds: one connection served at a time per request future on one thread; answers are a few
+//! KiB (metrics) to ~100 KiB (histograms).
+
+use crate::config::AdminConfig;
+use crate::extract::Rule;
+use crate::telemetry::{Counters, Progress, Snapshot, StageHistograms, StageId};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// What the endpoint reads.
+pub struct AdminView {
+    pub progress: Arc<Vec<Progress>>,
+    /// Set once the cores run; the run's stop flag says when it drains.
+    pub ready: Arc<AtomicBool>,
+    pub stop: Arc<AtomicBool>,
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub token_digest: Option<[u8; 32]>,
+}
+
+/// The running endpoint; dropping it stops the thread.
+pub struct Admin {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        drop(self.shutdown.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Bind (failing the start if the address is taken) and serve on a thread of its own.
+pub fn start(cfg: &AdminConfig, mut view: AdminView) -> Result<Admin, String> {
+    if let Some(var) = &cfg.token_env {
+        let t = std::env::var(var).map_err(|_| format!("admin.token_env: ${var} is not set"))?;
+        view.token_digest = Some(crate::source::http::token_digest(&t));
+    }
+    let listener = std::net::TcpListener::bind(&cfg.listen)
+        .map_err(|e| format!("admin endpoint: cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let view = Arc::new(view);
+    let thread = std::thread::Builder::new()
+        .name("sluicegate-admin".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .expect("a one-thread runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                loop {
+                    let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                        let _ = (&mut rx).await; // the sender is dropped: stop
+                        None
+                    })
+                    .await;
+                    let Some(Ok((stream, _))) = accepted else {
+                        if accepted.is_none() {
+                            return;
+                        }
+                        continue;
+                    };
+                    let view = view.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let view = view.clone();
+                            async move { Ok::<_, std::convert::Infallible>(answer(&view, &req)) }
+                        });
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await;
+                    });
+                }
+            });
+        })
+        .map_err(|e| format!("cannot spawn the admin thread: {e}"))?;
+    Ok(Admin {
+        addr,
+        shutdown: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn answer<B>(view: &AdminView, req: &Request<B>) -> Response<Full<Bytes>> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    if let Some(want) = &view.token_digest {
+        let got = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !got.is_some_and(|t| crate::source::http::same_digest(want, t)) {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                PLAIN,
+                "a valid bearer token is required\n".into(),
+            );
+        }
+    }
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "GET only\n".into());
+    }
+    let snapshots = || view.progress.iter().map(Progress::snapshot).collect::<Vec<_>>();
+    match req.uri().path() {
+        "/health" => text(StatusCode::OK, PLAIN, "ok\n".into()),
+        "/ready" => match (view.ready.load(Ordering::Relaxed), view.stop.load(Ordering::Relaxed)) {
+            (_, true) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "draining\n".into()),
+            (true, false) => text(StatusCode::OK, PLAIN, "ready\n".into()),
+            (false, false) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "starting\n".into()),
+        },
+        "/metrics" => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics(
+                &snapshots(),
+                view.started.elapsed().as_secs_f64(),
+                view.ready.load(Ordering::Relaxed),
+            ),
+        ),
+        "/histograms" => text(
+            StatusCode::OK,
+            PLAIN,
+            histogram_log(&snapshots(), view.started_at, view.started.elapsed()),
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            PLAIN,
+            "not found: /health, /ready, /metrics, /histograms\n".into(),
+        ),
+    }
+}
+
+/// One metric family: `# HELP`, `# TYPE`, then a sample per core (with `extra` labels).
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    per_core: &[Counters],
+    value: impl Fn(&Counters) -> f64,
+) {
+    let _ = writeln!(out, "# HELP sluicegate_{name} {help}\n# TYPE sluicegate_{name} {kind}");
+    for (core, c) in per_core.iter().enumerate() {
+        let _ = writeln!(out, "sluicegate_{name}{{core=\"{core}\"}} {}", value(c));
+    }
+}
+
+/// A family with one more label (`zone`, `rule`) over `values`.
+fn labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&str],
+    per_core: &[Counters],
+    value: impl Fn(&Counters, usize) -> u64,
+) {
+    let _ = writeln!(out, "# HELP sluicegate_{name} {help}\n# TYPE sluicegate_{name} counter");
+    for (core, c) in per_core.iter().enumerate() {
+        for (i, v) in values.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "sluicegate_{name}{{core=\"{core}\",{label}=\"{v}\"}} {}",
+                value(c, i)
+            );
+        }
+    }
+}
+
+/// A counter family: name, help, and how to read it from a core's counters.
+type Counter = (&'static str, &'static str, fn(&Counters) -> u64);
+
+/// The Prometheus text of every core's counters, and the stage latencies over all cores.
+pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool) -> String {
+    let c: Vec<Counters> = snapshots.iter().map(|s| s.counters.clone()).collect();
+    let mut o = String::new();
+    let counters: [Counter; 12] = [
+        ("records_in_total", "Records fetched from sources.", |c| c.records_in),
+        ("records_etl_total", "Records written to the ETL zone.", |c| {
+            c.records_etl
+        }),
+        (
+            "records_quarantined_total",
+            "Records written to the quarantine zone.",
+            |c| c.records_quarantined,
+        ),
+        (
+            "records_dropped_total",
+            "Records dropped by a transform or route.",
+            |c| c.records_dropped,
+        ),
+        (
+            "records_skipped_total",
+            "Replayed records already delivered by an earlier run.",
+            |c| c.records_skipped,
+        ),
+        ("bytes_in_total", "Payload bytes fetched from sources.", |c| c.bytes_in),
+        ("batches_total", "Fetch batches processed.", |c| c.batches),
+        ("source_errors_total", "Source partitions stopped by an error.", |c| {
+            c.source_errors
+        }),
+        ("source_throttles_total", "Source calls throttled and retried.", |c| {
+            c.source_throttles
+        }),
+        (
+            "http_requests_accepted_total",
+            "HTTP requests answered 200 (durable).",
+            |c| c.requests_accepted,
+        ),
+        (
+            "http_requests_refused_total",
+            "HTTP requests answered 4xx or 5xx.",
+            |c| c.requests_refused,
+        ),
+        ("spill_writes_total", "Ring segments spilled to disk.", |c| {
+            c.spill_writes
+        }),
+    ];
+    for (name, help, f) in counters {
+        family(&mut o, name, "counter", help, &c, |c| f(c) as f64);
+    }
+    family(
+        &mut o,
+        "spill_reads_total",
+        "counter",
+        "Spilled segments read back.",
+        &c,
+        |c| c.spill_reads as f64,
+    );
+    family(
+        &mut o,
+        "backpressure_seconds_total",
+        "counter",
+        "Task time spent waiting for downstream (encoder, store, memory budget).",
+        &c,
+        |c| c.backpressure_ns as f64 / 1e9,
+    );
+    family(
+        &mut o,
+        "source_lag_seconds",
+        "gauge",
+        "How far the most-behind partition is behind its newest record.",
+        &c,
+        |c| c.source_lag_ms as f64 / 1e3,
+    );
+    family(
+        &mut o,
+        "memory_bytes_peak",
+        "gauge",
+        "Peak bytes of buffered records in memory.",
+        &c,
+        |c| c.memory_bytes_peak as f64,
+    );
+    family(
+        &mut o,
+        "spill_bytes_peak",
+        "gauge",
+        "Peak bytes of spill files on disk.",
+        &c,
+        |c| c.spill_bytes_peak as f64,
+    );
+    let zones = ["etl", "raw", "quarantine", "audit"];
+    labelled(
+        &mut o,
+        "files_written_total",
+        "Files written to the lake.",
+        "zone",
+        &zones,
+        &c,
+        |c, i| c.files[i],
+    );
+    labelled(
+        &mut o,
+        "file_bytes_written_total",
+        "Bytes of files written to the lake.",
+        "zone",
+        &zones,
+        &c,
+        |c, i| c.file_bytes[i],
+    );
+    let rules: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
+    labelled(
+        &mut o,
+        "records_rejected_total",
+        "Records quarantined, by the rule they broke.",
+        "rule",
+        &rules,
+        &c,
+        |c, i| c.rejected_by_rule[i],
+    );
+    let mut hist = StageHistograms::default();
+    for s in snapshots {
+        hist.merge(&s.hist);
+    }
+    let _ = writeln!(
+        o,
+        "# HELP sluicegate_stage_latency_seconds Time per record, batch or file in each stage (sampled; all cores).\n\
+         # TYPE sluicegate_stage_latency_seconds summary"
+    );
+    for stage in StageId::ALL {
+        let h = hist.get(stage);
+        let name = stage.as_str();
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            let v = if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1e9
+            };
+            let _ = writeln!(
+                o,
+                "sluicegate_stage_latency_seconds{{stage=\"{name}\",quantile=\"{q}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "sluicegate_stage_latency_seconds_sum{{stage=\"{name}\"}} {}",
+            h.mean() * h.len() as f64 / 1e9
+        );
+        let _ = writeln!(
+            o,
+            "sluicegate_stage_latency_seconds_count{{stage=\"{name}\"}} {}",
+            h.len()
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP sluicegate_uptime_seconds Seconds since the process started its run.\n\
+         # TYPE sluicegate_uptime_seconds gauge\nsluicegate_uptime_seconds {uptime_s}\n\
+         # HELP sluicegate_ready 1 once the cores run, 0 before.\n# TYPE sluicegate_ready gauge\nsluicegate_ready {}",
+        ready as u8
+    );
+    o
+}
+
+/// Every stage's histogram, merged over cores, as an HdrHistogram interval log (one interval
+/// from the start of the run to now, tagged with the stage's name).
+pub fn histogram_log(snapshots: &[Snapshot], started_at: SystemTime, elapsed: std::time::Duration) -> String {
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    let mut hist = StageHistograms::default();
+    for s in snapshots {
+        hist.merge(&s.hist);
+    }
+    let mut out = Vec::new();
+    let mut ser = V2DeflateSerializer::new();
+    {
+        let mut w = IntervalLogWriterBuilder::new()
+            .add_comment("sluicegate stage latencies, nanoseconds, merged over cores")
+            .with_start_time(started_at)
+            .with_base_time(started_at)
+            .begin_log_with(&mut out, &mut ser)
+            .expect("writing to memory");
+        for stage in StageId::ALL {
+            w.write_histogram(
+                hist.get(stage),
+                std::time::Duration::ZERO,
+                elapsed,
+                Tag::new(stage.as_str()),
+            )
+            .expect("a histogram serializes to memory");
+        }
+    }
+    String::from_utf8(out).expect("the log is text")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_and_histograms_render_what_the_cores_published() {
+        let mut a = Snapshot::default();
+        a.counters.records_in = 10;
+        a.counters.rejected_by_rule[Rule::Min.index()] = 3;
+        a.hist.record(StageId::Parse, 1_500);
+        let mut b = Snapshot::default();
+        b.counters.records_in = 5;
+        b.hist.record(StageId::Parse, 2_500);
+        let m = metrics(&[a.clone(), b.clone()], 1.5, true);
+        assert!(m.contains("sluicegate_records_in_total{core=\"0\"} 10\n"), "{m}");
+        assert!(m.contains("sluicegate_records_in_total{core=\"1\"} 5\n"), "{m}");
+        assert!(
+            m.contains("sluicegate_records_rejected_total{core=\"0\",rule=\"min\"} 3\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("sluicegate_stage_latency_seconds_count{stage=\"parse\"} 2\n"),
+            "{m}"
+        );
+        assert!(m.contains("sluicegate_ready 1\n"), "{m}");
+        let log = histogram_log(&[a, b], SystemTime::UNIX_EPOCH, std::time::Duration::from_secs(2));
+        let parse = log.lines().find(|l| l.starts_with("Tag=parse,")).expect("a parse line");
+        let encoded = parse.rsplit(',').next().unwrap();
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap();
+        let h: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .unwrap();
+        assert_eq!(h.len(), 2);
+        assert!(h.equivalent(h.max(), 2_500));
+    }
+}
