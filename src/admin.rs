@@ -206,7 +206,7 @@ fn labelled(
     }
 }
 
-/// A counter family: name, help, and how to read it from a core's counters.
+/// A family read from a core's counters: name, help, and how to read it.
 type Counter = (&'static str, &'static str, fn(&Counters) -> u64);
 
 /// The Prometheus text of every core's counters, and the stage latencies over all cores.
@@ -297,6 +297,23 @@ pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool) -> String {
         "Peak bytes of spill files on disk.",
         &c,
         |c| c.spill_bytes_peak as f64,
+    );
+    let gauges: [Counter; 2] = [
+        ("memory_bytes", "Bytes of buffered records in memory now.", |c| {
+            c.memory_bytes
+        }),
+        ("spill_bytes", "Bytes of spill files on disk now.", |c| c.spill_bytes),
+    ];
+    for (name, help, f) in gauges {
+        family(&mut o, name, "gauge", help, &c, |c| f(c) as f64);
+    }
+    family(
+        &mut o,
+        "store_retries_total",
+        "counter",
+        "Store writes retried by the I/O edge.",
+        &c,
+        |c| c.store_retries as f64,
     );
     let zones = ["etl", "raw", "quarantine", "audit"];
     labelled(

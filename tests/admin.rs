@@ -82,12 +82,19 @@ fn metrics_and_histograms_are_read_by_the_reference_parsers() {
         "sluicegate_records_quarantined_total",
         "sluicegate_backpressure_seconds_total",
         "sluicegate_memory_bytes_peak",
+        "sluicegate_memory_bytes",
+        "sluicegate_spill_bytes",
+        "sluicegate_store_retries_total",
         "sluicegate_files_written_total",
         "sluicegate_records_rejected_total",
         "sluicegate_source_lag_seconds",
         "sluicegate_http_requests_accepted_total",
     ] {
-        assert!(second.get(name).is_some(), "{name} missing");
+        assert!(
+            second.get(name).is_some(),
+            "{name} missing from {:?}",
+            second.as_object().unwrap().keys()
+        );
     }
     let parse_count = second["sluicegate_stage_latency_seconds_count"]
         .as_array()

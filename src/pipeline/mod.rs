@@ -379,6 +379,7 @@ impl Pipeline {
 
         self.counters.batches += 1;
         let mem = self.buffers.memory_bytes();
+        self.counters.memory_bytes = mem;
         self.counters.memory_bytes_peak = self.counters.memory_bytes_peak.max(mem);
         let row = FetchRow {
             run_id: self.plan.run_id.clone(),

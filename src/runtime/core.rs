@@ -124,6 +124,7 @@ impl Ctx {
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
             };
             let item = self.outbox.borrow_mut().in_flight.remove(&done.token);
+            self.pipe.borrow_mut().counters.store_retries += u64::from(done.retries);
             match (done.result, item) {
                 (Ok(()), Some(InFlight::File(f))) => {
                     let mut pipe = self.pipe.borrow_mut();
@@ -307,6 +308,7 @@ impl Ctx {
                 let fx = pipe.buffers_mut().ring_mut().spilled(seg);
                 pipe.apply(fx);
                 pipe.counters.spill_writes += 1;
+                pipe.counters.spill_bytes = spill.bytes();
                 pipe.counters.spill_bytes_peak = pipe.counters.spill_bytes_peak.max(spill.bytes());
                 true
             }
@@ -343,7 +345,11 @@ impl Ctx {
         let segs = self.pipe.borrow_mut().take_spill_deletes();
         for seg in segs {
             match spill.remove(seg).await {
-                Ok(()) => self.pipe.borrow_mut().spill_deleted(seg),
+                Ok(()) => {
+                    let mut pipe = self.pipe.borrow_mut();
+                    pipe.spill_deleted(seg);
+                    pipe.counters.spill_bytes = spill.bytes();
+                }
                 Err(e) => self.fail(format!("deleting spill file of segment {seg}: {e}"), false),
             }
         }
@@ -372,7 +378,8 @@ impl Ctx {
 
     /// Counters and histograms for the admin endpoint, if it runs (on the tick, not per batch).
     fn publish_snapshot(&self) {
-        let pipe = self.pipe.borrow();
+        let mut pipe = self.pipe.borrow_mut();
+        pipe.counters.memory_bytes = pipe.buffers().memory_bytes();
         let p = &self.shared.progress[pipe.core];
         if self.shared.snapshots {
             p.publish_snapshot(&pipe.counters, &pipe.hist);

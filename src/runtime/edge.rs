@@ -62,6 +62,8 @@ pub struct Done {
     pub write_ns: u64,
     /// A put's buffer, handed back so the core can reuse its memory.
     pub bytes: Option<Vec<u8>>,
+    /// Attempts beyond the first that the job took (the store's own SDK retries not counted).
+    pub retries: u32,
 }
 
 /// Where the edge keeps delivery state (none: checkpoints are off, nothing is recorded).
@@ -123,6 +125,7 @@ fn worker(
     let mut jitter = crate::rng::Rng::new(std::process::id() as u64 ^ ((w as u64) << 32));
     while let Ok(job) = rx.recv() {
         let started = Instant::now();
+        let mut retries = 0;
         let (core, token, result, bytes) = match job {
             Job::Put {
                 core,
@@ -132,14 +135,16 @@ fn worker(
                 intent,
             } => {
                 let recorded = match (intent, state) {
-                    (Some(i), Some(s)) => retry(&mut jitter, window, || s.intents.record(&i).map_err(|e| (true, e))),
+                    (Some(i), Some(s)) => retry(&mut jitter, &mut retries, window, || {
+                        s.intents.record(&i).map_err(|e| (true, e))
+                    }),
                     _ => Ok(()),
                 };
                 // Shared for the store (S3 slices it into parts without copying); every
                 // reference is gone once `put_shared` returns, so the buffer comes back whole.
                 let shared = bytes::Bytes::from(bytes);
                 let r = recorded.and_then(|()| {
-                    retry(&mut jitter, window, || {
+                    retry(&mut jitter, &mut retries, window, || {
                         store
                             .put_shared(&key, &shared)
                             .map_err(|e| (e.retryable, e.to_string()))
@@ -153,7 +158,7 @@ fn worker(
                 checkpoints,
             } => {
                 let r = match state {
-                    Some(s) => retry(&mut jitter, window, || {
+                    Some(s) => retry(&mut jitter, &mut retries, window, || {
                         s.checkpoints.save(&checkpoints).map_err(|e| (true, e))
                     }),
                     None => Ok(()),
@@ -162,7 +167,9 @@ fn worker(
             }
             Job::Retire { core, token, ids } => {
                 let r = match state {
-                    Some(s) => retry(&mut jitter, window, || s.intents.remove(&ids).map_err(|e| (true, e))),
+                    Some(s) => retry(&mut jitter, &mut retries, window, || {
+                        s.intents.remove(&ids).map_err(|e| (true, e))
+                    }),
                     None => Ok(()),
                 };
                 (core, token, r, None)
@@ -173,6 +180,7 @@ fn worker(
             result,
             write_ns: started.elapsed().as_nanos() as u64,
             bytes,
+            retries,
         };
         // A core that has gone away no longer cares; nothing else to do.
         let _ = reply_txs[core].send(done);
@@ -184,6 +192,7 @@ fn worker(
 /// plus up to half again of jitter; failures are logged at attempts 1, 2, 4, 8, ….
 fn retry(
     jitter: &mut crate::rng::Rng,
+    retries: &mut u32,
     window: Duration,
     mut op: impl FnMut() -> Result<(), (bool, String)>,
 ) -> Result<(), String> {
@@ -207,6 +216,7 @@ fn retry(
             eprintln!("level=warn msg=\"store write failed, retrying\" attempt={attempt} error={msg:?}");
         }
         std::thread::sleep(wait);
+        *retries += 1;
         delay = (delay * 2).min(RETRY_DELAY_MAX);
     }
 }
@@ -280,6 +290,7 @@ mod tests {
         let done = put_once(store.clone());
         assert_eq!((done.token, done.result), (9, Ok(())));
         assert_eq!(store.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(done.retries, 2);
     }
 
     #[test]

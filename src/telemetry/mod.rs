@@ -142,6 +142,11 @@ pub struct Counters {
     /// summed over cores in a report).
     pub memory_bytes_peak: u64,
     pub spill_bytes_peak: u64,
+    /// Bytes of buffered records in memory and of spill files on disk now (per core; summed).
+    pub memory_bytes: u64,
+    pub spill_bytes: u64,
+    /// Store writes retried by the I/O edge (throttling, 5xx, timeouts), per retry.
+    pub store_retries: u64,
 }
 
 impl Counters {
@@ -170,6 +175,9 @@ impl Counters {
         self.spill_reads += o.spill_reads;
         self.memory_bytes_peak += o.memory_bytes_peak;
         self.spill_bytes_peak += o.spill_bytes_peak;
+        self.memory_bytes += o.memory_bytes;
+        self.spill_bytes += o.spill_bytes;
+        self.store_retries += o.store_retries;
     }
 }
 
