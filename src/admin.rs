@@ -123,11 +123,7 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 fn answer<B>(view: &AdminView, req: &Request<B>) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     if let Some(want) = &view.token_digest {
-        let got = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let got = crate::source::http::bearer(req.headers());
         if !got.is_some_and(|t| crate::source::http::same_digest(want, t)) {
             return text(
                 StatusCode::UNAUTHORIZED,

@@ -467,7 +467,7 @@ async fn partition_task(
         }
         glommio::executor().yield_if_needed().await;
     }
-    Some((slot, reader))
+    reader.wants_checkpoints().then_some((slot, reader))
 }
 
 async fn encoder_task(ctx: Ctx, rx: local_channel::LocalReceiver<(Sealed, String)>) {

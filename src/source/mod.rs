@@ -163,6 +163,12 @@ pub trait PartitionReader {
     /// Every record before `position` is durable and checkpointed: a source that keeps its own
     /// copy (the HTTP inbox) may let it go.
     fn checkpointed(&mut self, _position: u64) {}
+    /// Whether [`PartitionReader::checkpointed`] matters to this reader: only such readers are
+    /// kept after their partition ends, to hear of the drain's last checkpoint (a run over a
+    /// million files must not keep a million readers).
+    fn wants_checkpoints(&self) -> bool {
+        false
+    }
 }
 
 /// Counts a reader reports at its edge (summed into the core's counters).

@@ -35,7 +35,7 @@ use crate::config::HttpConfig;
 use crate::runtime::clock::Clock;
 use crate::source::{Fetch, FetchBatch, PartitionInfo, PartitionReader, ReaderStats, Resume, Source, SourceError};
 use inbox::{Inbox, InboxLimits, InboxReader};
-pub use server::{same_digest, token_digest};
+pub use server::{bearer, same_digest, token_digest};
 use server::{Listening, ReceiverSettings};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -220,6 +220,10 @@ impl PartitionReader for HttpReader {
             requests_refused: c.refused,
             ..ReaderStats::default()
         }
+    }
+
+    fn wants_checkpoints(&self) -> bool {
+        true
     }
 
     fn checkpointed(&mut self, position: u64) {

@@ -219,11 +219,7 @@ impl Receiver {
             ));
         }
         if let Some(want) = &self.settings.token_digest {
-            let got = req
-                .headers()
-                .get(hyper::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+            let got = bearer(req.headers());
             match got {
                 None => {
                     return Err(Refusal::new(
@@ -279,6 +275,16 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         hyper::header::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case, RFC 9110).
+pub fn bearer(headers: &hyper::HeaderMap) -> Option<&str> {
+    let (scheme, token) = headers
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The SHA-256 of a bearer token.
