@@ -13,8 +13,9 @@
 //! What it reads: each core's [`Snapshot`], copied on the core's tick (every 100 ms), so the
 //! figures are at most a tick old and the data path takes no lock per record.
 //!
-//! Bounds: one connection served at a time per request future on one thread; answers are a few
-//! KiB (metrics) to ~100 KiB (histograms).
+//! Bounds: [`ADMIN_CONNECTIONS_MAX`] connections at once on one thread, each closed if its
+//! request headers take more than hyper's 30 s; answers are a few KiB (metrics) to ~100 KiB
+//! (histograms).
 
 use crate::config::AdminConfig;
 use crate::extract::Rule;
@@ -27,6 +28,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+
+/// Admin connections served at once; more wait in the listen backlog (scrapers are few, and
+/// each answer is quick).
+pub const ADMIN_CONNECTIONS_MAX: usize = 16;
 
 /// What the endpoint reads.
 pub struct AdminView {
@@ -72,11 +77,18 @@ pub fn start(cfg: &AdminConfig, mut view: AdminView) -> Result<Admin, String> {
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
+                .enable_time()
                 .build()
                 .expect("a one-thread runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                let slots = Arc::new(tokio::sync::Semaphore::new(ADMIN_CONNECTIONS_MAX));
                 loop {
+                    let permit = slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
                     let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
                         let _ = (&mut rx).await; // the sender is dropped: stop
                         None
@@ -95,9 +107,13 @@ pub fn start(cfg: &AdminConfig, mut view: AdminView) -> Result<Admin, String> {
                             async move { Ok::<_, std::convert::Infallible>(answer(&view, &req)) }
                         });
                         let io = hyper_util::rt::TokioIo::new(stream);
+                        // With a timer, hyper closes a connection whose request headers take
+                        // longer than its 30 s default to arrive.
                         let _ = hyper::server::conn::http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
                             .serve_connection(io, service)
                             .await;
+                        drop(permit);
                     });
                 }
             });
