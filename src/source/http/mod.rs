@@ -62,11 +62,7 @@ impl HttpSource {
             partition: "-".into(),
             message,
         };
-        let listen: std::net::SocketAddr = cfg
-            .listen
-            .parse()
-            .map_err(|e| err(format!("listen {:?}: {e}", cfg.listen)))?;
-        let token_digest = match &cfg.token_env {
+        let token = match &cfg.token_env {
             Some(var) => {
                 let t = std::env::var(var).map_err(|_| err(format!("${var} (token_env) is not set")))?;
                 if t.len() < TOKEN_CHARS_MIN {
@@ -74,11 +70,35 @@ impl HttpSource {
                         "the token in ${var} must be at least {TOKEN_CHARS_MIN} characters"
                     )));
                 }
-                Some(server::token_digest(&t))
+                Some(t)
             }
             None => None,
         };
-        Ok(HttpSource {
+        let listen: std::net::SocketAddr = cfg
+            .listen
+            .parse()
+            .map_err(|e| err(format!("listen {:?}: {e}", cfg.listen)))?;
+        Ok(HttpSource::with_token(
+            name,
+            cfg,
+            listen,
+            state_dir,
+            cores,
+            token.as_deref(),
+        ))
+    }
+
+    /// The source with its token already read (`try_new` reads it from the environment).
+    fn with_token(
+        name: &str,
+        cfg: &HttpConfig,
+        listen: std::net::SocketAddr,
+        state_dir: &Path,
+        cores: usize,
+        token: Option<&str>,
+    ) -> HttpSource {
+        let token_digest = token.map(server::token_digest);
+        HttpSource {
             name: name.into(),
             dir: state_dir.join("inbox").join(name),
             cores,
@@ -94,7 +114,7 @@ impl HttpSource {
                 segment_bytes: cfg.segment_bytes,
                 inbox_bytes_max: cfg.inbox_bytes_max,
             },
-        })
+        }
     }
 }
 

@@ -41,23 +41,8 @@ struct Running {
 
 impl Running {
     fn start(state: &std::path::Path, cfg: HttpConfig, token: Option<&str>) -> Running {
-        let source = HttpSource {
-            name: "edge".into(),
-            dir: state.join("inbox").join("edge"),
-            cores: 1,
-            settings: ReceiverSettings {
-                listen: cfg.listen.parse().unwrap(),
-                token_digest: token.map(server::token_digest),
-                body_bytes_max: cfg.body_bytes_max as usize,
-                connections_max: cfg.connections_max,
-                idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
-                retry_after_s: cfg.retry_after_s,
-            },
-            limits: InboxLimits {
-                segment_bytes: cfg.segment_bytes,
-                inbox_bytes_max: cfg.inbox_bytes_max,
-            },
-        };
+        let listen = cfg.listen.parse().unwrap();
+        let source = HttpSource::with_token("edge", &cfg, listen, state, 1, token);
         source.preflight().unwrap();
         let (tx, records) = crossbeam_channel::unbounded();
         let reading = Arc::new(AtomicBool::new(true));
