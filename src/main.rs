@@ -246,7 +246,18 @@ fn validate_deep(cfg: &Config) -> Result<Vec<String>, String> {
     let keyring = Arc::new(keyring);
     let now = sluicegate::runtime::clock::Clock::now_us(&sluicegate::runtime::clock::SystemClock);
     let cores = sluicegate::runtime::resolve_cores(&cfg.runtime.cores)?.len();
-    for s in engine::build_sources(cfg, &keyring, now, None, cores).map_err(|e| e.to_string())? {
+    let mut built = cfg.clone();
+    built.sources.retain(|s| {
+        if s.in_process.is_some() {
+            notes.push(format!(
+                "source {}: in_process (its records come from the embedding program)",
+                s.name
+            ));
+        }
+        s.in_process.is_none()
+    });
+    let none = Default::default();
+    for s in engine::build_sources(&built, &keyring, now, None, cores, &none).map_err(|e| e.to_string())? {
         let parts = s.partitions().map_err(|e| e.to_string())?;
         notes.push(format!("source {}: {} partition(s)", s.name(), parts.len()));
     }

@@ -69,6 +69,32 @@ fn validate_reports_the_key_path_rule_and_value() {
     let (code, _, err) = run(&["run", "--config", typo.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("lake.dirr: unknown field `dirr`"), "{err}");
+
+    // An in-process source validates (an embedding program supplies it), but the binary has
+    // none to supply and says so.
+    let embedded = dir.path().join("in_process.toml");
+    let text = std::fs::read_to_string(&good).unwrap();
+    let (head, rest) = text.split_once("[sources.generator]").unwrap();
+    let text = format!("{head}[sources.in_process]\n{}", &rest[rest.find("\n\n").unwrap()..]);
+    std::fs::write(&embedded, text).unwrap();
+    let (code, out, err) = run(&["validate", "--config", embedded.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("in_process (its records come from the embedding program)"),
+        "{out}"
+    );
+    let (code, _, err) = run(&[
+        "run",
+        "--config",
+        embedded.to_str().unwrap(),
+        "--lake",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is in_process: only a program that embeds the engine can supply"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -333,7 +333,15 @@ pub struct SourceConfig {
     pub file: Option<FileConfig>,
     pub kinesis: Option<KinesisConfig>,
     pub http: Option<HttpConfig>,
+    pub in_process: Option<InProcessConfig>,
 }
+
+/// `[sources.in_process]`: the records come from a [`crate::source::Source`] that the program
+/// embedding the engine supplies (`EngineBuilder::in_process_source`), e.g. `loadgen`'s
+/// scheduled events. The `sluicegate` binary has none to supply and refuses such a source.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InProcessConfig {}
 
 /// What a source reads, borrowed from its [`SourceConfig`].
 #[derive(Debug, Clone, Copy)]
@@ -342,6 +350,7 @@ pub enum SourceKind<'a> {
     File(&'a FileConfig),
     Kinesis(&'a KinesisConfig),
     Http(&'a HttpConfig),
+    InProcess(&'a InProcessConfig),
 }
 
 impl SourceConfig {
@@ -352,6 +361,7 @@ impl SourceConfig {
             self.file.as_ref().map(SourceKind::File),
             self.kinesis.as_ref().map(SourceKind::Kinesis),
             self.http.as_ref().map(SourceKind::Http),
+            self.in_process.as_ref().map(SourceKind::InProcess),
         ]
         .into_iter()
         .flatten()
@@ -739,6 +749,7 @@ impl Config {
             file: None,
             kinesis: None,
             http: None,
+            in_process: None,
         });
         config.tables.push(TableConfig {
             name: "events".into(),

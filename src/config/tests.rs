@@ -107,7 +107,7 @@ fn cross_references_are_checked() {
     );
     assert_eq!(
         first_error(&both),
-        "sources[0]: set exactly one of [generator], [file], [kinesis] or [http], not several"
+        "sources[0]: set exactly one of [generator], [file], [kinesis], [http] or [in_process], not several"
     );
     let kinesis = |extra: &str| {
         MINIMAL.replace(
@@ -194,4 +194,18 @@ fn every_example_config_is_valid() {
         }
     }
     assert!(n >= 3, "expected the example configs, found {n}");
+}
+
+#[test]
+fn an_in_process_source_is_valid_but_cannot_feed_infer() {
+    let in_process = MINIMAL.replace("[sources.generator]\nrecords = 10", "[sources.in_process]");
+    let c = parse(&in_process).unwrap();
+    assert!(matches!(c.sources[0].kind(), Ok(SourceKind::InProcess(_))));
+    let e = first_error(&in_process.replace("schema = \"builtin:events\"", "schema = \"infer\""));
+    assert!(
+        e.starts_with(
+            "tables[0].schema: \"infer\" reads records before the run starts, and the in-process source \"gen\""
+        ),
+        "{e}"
+    );
 }

@@ -153,12 +153,16 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
             transform(tr, &format!("{p}.transforms[{j}]"), v);
         }
         if t.schema == "infer" {
-            let pushed = c.sources.iter().find(|s| s.http.is_some() && feeds(s, &t.name));
+            let pushed = c
+                .sources
+                .iter()
+                .find(|s| (s.http.is_some() || s.in_process.is_some()) && feeds(s, &t.name));
             if let Some(s) = pushed {
+                let kind = if s.http.is_some() { "HTTP" } else { "in-process" };
                 v.error(
                     format!("{p}.schema"),
                     format!(
-                        "\"infer\" reads records before the run starts, and the HTTP source {:?} has none then: give a schema file",
+                        "\"infer\" reads records before the run starts, and the {kind} source {:?} has none then: give a schema file",
                         s.name
                     ),
                 );
@@ -367,10 +371,14 @@ fn source(s: &SourceConfig, p: &str, tables: &HashSet<&str>, v: &mut Validator) 
         Ok(SourceKind::File(f)) => file(f, &format!("{p}.file"), v),
         Ok(SourceKind::Kinesis(k)) => super::kinesis::validate(k, &format!("{p}.kinesis"), v),
         Ok(SourceKind::Http(h)) => super::http::validate(h, &format!("{p}.http"), v),
-        Err(0) => v.error(p, "set exactly one of [generator], [file], [kinesis] or [http]"),
+        Ok(SourceKind::InProcess(_)) => {}
+        Err(0) => v.error(
+            p,
+            "set exactly one of [generator], [file], [kinesis], [http] or [in_process]",
+        ),
         Err(_) => v.error(
             p,
-            "set exactly one of [generator], [file], [kinesis] or [http], not several",
+            "set exactly one of [generator], [file], [kinesis], [http] or [in_process], not several",
         ),
     }
 }

@@ -16,6 +16,7 @@ use crate::store::CheckpointStore;
 use crate::transform::route::Router;
 use crate::transform::Transforms;
 use arrow_schema::{DataType, Field, TimeUnit};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Records read per source at most while sampling for schema inference.
@@ -41,13 +42,14 @@ pub fn load_keyring(config: &Config) -> Result<Keyring, EngineError> {
 }
 
 /// Build the configured sources; `checkpoints` lets a Kinesis child shard see whether its
-/// parents are finished.
+/// parents are finished; `supplied` holds the in-process sources by name.
 pub fn build_sources(
     config: &Config,
     keyring: &Arc<Keyring>,
     now_us: i64,
     checkpoints: Option<Arc<dyn CheckpointStore>>,
     cores: usize,
+    supplied: &HashMap<String, Arc<dyn Source>>,
 ) -> Result<Vec<Arc<dyn Source>>, EngineError> {
     config
         .sources
@@ -66,6 +68,13 @@ pub fn build_sources(
                     let state = config.state.dir.as_deref().expect("validated: http needs state.dir");
                     Arc::new(HttpSource::try_new(&s.name, h, state, cores).map_err(e)?)
                 }
+                SourceKind::InProcess(_) => supplied.get(&s.name).cloned().ok_or_else(|| {
+                    EngineError(format!(
+                        "source {:?} is in_process: only a program that embeds the engine can supply its records \
+                         (EngineBuilder::in_process_source); the sluicegate binary has none",
+                        s.name
+                    ))
+                })?,
             })
         })
         .collect()
@@ -248,7 +257,10 @@ pub(super) fn infer_schemas(
     let wanted = |t: usize| config.tables[t].infer_records as usize;
     let mut json = simd_json::Buffers::new(4096);
     for (si, source) in sources.iter().enumerate() {
-        if matches!(config.sources[si].kind(), Ok(SourceKind::Http(_))) {
+        if matches!(
+            config.sources[si].kind(),
+            Ok(SourceKind::Http(_) | SourceKind::InProcess(_))
+        ) {
             continue; // nothing to read before the run (validated: it feeds no "infer" table)
         }
         let encrypted = config.sources[si].encryption == crate::config::Encryption::Envelope;

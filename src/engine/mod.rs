@@ -26,6 +26,7 @@ use crate::store::s3::S3Store;
 use crate::store::{CheckpointStore, LocalCheckpoints, LocalDirStore, ObjectStore};
 use crate::telemetry::report::RunReport;
 use crate::telemetry::{Counters, Progress, StageHistograms};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,9 +50,17 @@ pub struct EngineBuilder {
     store: Option<Arc<dyn ObjectStore>>,
     stop: Option<Arc<AtomicBool>>,
     progress: bool,
+    supplied: HashMap<String, Arc<dyn Source>>,
 }
 
 impl EngineBuilder {
+    /// The records of the `[sources.in_process]` source named `name` (its name in the config;
+    /// the source's own `name()` must match).
+    pub fn in_process_source(mut self, name: &str, source: Arc<dyn Source>) -> Self {
+        self.supplied.insert(name.to_string(), source);
+        self
+    }
+
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
@@ -78,6 +87,19 @@ impl EngineBuilder {
         self.config
             .validate()
             .map_err(|e| EngineError(format!("invalid configuration:\n{e}")))?;
+        for (name, source) in &self.supplied {
+            let declared = self
+                .config
+                .sources
+                .iter()
+                .any(|s| &s.name == name && s.in_process.is_some());
+            if !declared || source.name() != name {
+                return Err(EngineError(format!(
+                    "in-process source {name:?} (named {:?}) matches no [sources.in_process] of that name in the configuration",
+                    source.name()
+                )));
+            }
+        }
         let store: Arc<dyn ObjectStore> = match (self.store, &self.config.lake.s3) {
             (Some(s), _) => s,
             (None, Some(s3)) => Arc::new(S3Store::new(s3).map_err(|e| EngineError(e.to_string()))?),
@@ -92,6 +114,7 @@ impl EngineBuilder {
             store,
             stop: self.stop.unwrap_or_default(),
             progress: self.progress,
+            supplied: self.supplied,
         })
     }
 }
@@ -102,6 +125,7 @@ pub struct Engine {
     store: Arc<dyn ObjectStore>,
     stop: Arc<AtomicBool>,
     progress: bool,
+    supplied: HashMap<String, Arc<dyn Source>>,
 }
 
 /// Where partitions go: each to one core, with its checkpoint (or the anchor its source fixes
@@ -189,6 +213,7 @@ impl Engine {
             store: None,
             stop: None,
             progress: false,
+            supplied: HashMap::new(),
         }
     }
 
@@ -231,7 +256,7 @@ impl Engine {
             .dir
             .as_ref()
             .map(|d| Arc::new(LocalCheckpoints::new(d)) as Arc<dyn CheckpointStore>);
-        let sources = build_sources(cfg, &keyring, now_us, checkpoints.clone(), cpus.len())?;
+        let sources = build_sources(cfg, &keyring, now_us, checkpoints.clone(), cpus.len(), &self.supplied)?;
         for s in &sources {
             s.preflight().map_err(|e| EngineError(e.to_string()))?;
         }

@@ -96,17 +96,45 @@ impl GeneratorSource {
         let e = self.inner.generate(partition, seq, &mut plain, &mut payload);
         (payload, plain.into_bytes(), e)
     }
+
+    /// Append the record at `(partition, seq)` to `out`, with its event time (`ts`) exactly
+    /// `event_time_us` instead of a draw from the configured spread: `loadgen` stamps each
+    /// record with its scheduled send time and reads it back from the lake to measure latency.
+    /// `plain` is left holding the plaintext JSON.
+    pub fn write_record(
+        &self,
+        partition: u64,
+        seq: u64,
+        event_time_us: i64,
+        plain: &mut String,
+        out: &mut Vec<u8>,
+    ) -> Expected {
+        self.inner.generate_at(partition, seq, event_time_us, 0, plain, out)
+    }
 }
 
 impl Inner {
     /// Append the record's payload to `out`; `plain` is left holding its plaintext JSON.
     fn generate(&self, partition: u64, seq: u64, plain: &mut String, out: &mut Vec<u8>) -> Expected {
+        let (start_us, spread_s) = (self.start_us, self.cfg.event_time_spread_s);
+        self.generate_at(partition, seq, start_us, spread_s, plain, out)
+    }
+
+    fn generate_at(
+        &self,
+        partition: u64,
+        seq: u64,
+        start_us: i64,
+        spread_s: u64,
+        plain: &mut String,
+        out: &mut Vec<u8>,
+    ) -> Expected {
         let mut rng = Rng::for_record(self.cfg.seed, partition, seq);
         let kind = (rng.unit() < self.cfg.bad_ratio).then(|| match self.encryption {
             Encryption::Envelope => *rng.pick(&BadKind::ALL),
             Encryption::None => *rng.pick(&BadKind::PLAIN),
         });
-        let expected = event::write_event(&mut rng, kind, self.start_us, self.cfg.event_time_spread_s, plain);
+        let expected = event::write_event(&mut rng, kind, start_us, spread_s, plain);
         if kind == Some(BadKind::MalformedJson) {
             // Cut at a character boundary (the text is ASCII) in the middle.
             plain.truncate(plain.len() / 2);

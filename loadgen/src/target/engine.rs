@@ -1,0 +1,162 @@
+//! The in-process engine target: loadgen runs sluicegate's engine in its own process, with an
+//! `in_process` source whose records appear on the schedule. Each lane is one partition of
+//! that source; a core fetching the partition gets every record that is due by then (up to its
+//! batch size) and nothing that is not, so an engine that falls behind finds a backlog whose
+//! records were due long ago — their latency counts from then (open loop). The `request`
+//! latency here is from due time to the fetch that took the record; `e2e` is read from the
+//! lake once the engine has drained.
+//!
+//! Bounds: a reader holds one request's records (`batch`) at a time; each fetch returns at
+//! most what the core asks for.
+
+use crate::events::Events;
+use crate::lane::Answer;
+use crate::profile::{Schedule, Slot};
+use crate::record::Recorder;
+use sluicegate::runtime::clock::Clock;
+use sluicegate::source::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Resume, Source, SourceError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The name of the in-process source in the engine's configuration.
+pub const SOURCE_NAME: &str = "loadgen";
+/// Longest a reader asks the core to wait before it fetches again.
+pub const IDLE_MAX: Duration = Duration::from_millis(50);
+
+pub struct ScheduledSource {
+    events: Arc<Events>,
+    schedule: Schedule,
+    lanes: u64,
+    origin: Instant,
+    /// One recorder per lane, filled by the lane's reader on its core.
+    recorders: Vec<Arc<Mutex<Recorder>>>,
+}
+
+impl ScheduledSource {
+    pub fn new(events: Arc<Events>, schedule: Schedule, lanes: u64, origin: Instant, interval: Duration) -> Self {
+        ScheduledSource {
+            events,
+            schedule,
+            lanes,
+            origin,
+            recorders: (0..lanes)
+                .map(|_| Arc::new(Mutex::new(Recorder::new(interval))))
+                .collect(),
+        }
+    }
+
+    /// Every lane's measurements, merged.
+    pub fn recorded(&self, interval: Duration) -> Recorder {
+        let mut all = Recorder::new(interval);
+        for r in &self.recorders {
+            all.merge(&r.lock().expect("a reader panicked"));
+        }
+        all
+    }
+}
+
+impl Source for ScheduledSource {
+    fn name(&self) -> &str {
+        SOURCE_NAME
+    }
+
+    fn partitions(&self) -> Result<Vec<PartitionInfo>, SourceError> {
+        Ok((0..self.lanes)
+            .map(|l| PartitionInfo {
+                id: format!("lane-{l}"),
+                ordinal: l,
+            })
+            .collect())
+    }
+
+    fn open(&self, p: &PartitionInfo, resume: Option<&Resume>) -> Result<Box<dyn PartitionReader>, SourceError> {
+        if resume.is_some() {
+            return Err(SourceError {
+                source_name: SOURCE_NAME.into(),
+                partition: p.id.clone(),
+                message: "a load run does not resume: give the engine no state.dir".into(),
+            });
+        }
+        let slots = crate::lane::lane_slots(self.schedule.clone(), p.ordinal, self.lanes);
+        Ok(Box::new(Reader {
+            events: self.events.clone(),
+            slots: Box::new(slots),
+            pending: Vec::new(),
+            next: None,
+            position: 0,
+            origin: self.origin,
+            rec: self.recorders[p.ordinal as usize].clone(),
+            plain: String::new(),
+        }))
+    }
+}
+
+struct Reader {
+    events: Arc<Events>,
+    slots: Box<dyn Iterator<Item = Slot> + Send>,
+    /// The due request's records not yet fetched (payload, good), last first.
+    pending: Vec<(Vec<u8>, bool)>,
+    /// The request whose records are in `pending`, or the next one due.
+    next: Option<Slot>,
+    position: u64,
+    origin: Instant,
+    rec: Arc<Mutex<Recorder>>,
+    plain: String,
+}
+
+impl PartitionReader for Reader {
+    fn fetch(&mut self, batch: &mut FetchBatch, max_records: usize, _clock: &dyn Clock) -> Result<Fetch, SourceError> {
+        batch.clear();
+        let now = self.origin.elapsed().as_nanos() as u64;
+        let mut rec = self.rec.lock().expect("one reader per lane");
+        while batch.records.len() < max_records && !batch.is_full() {
+            if self.pending.is_empty() {
+                let Some(slot) = self.next.take().or_else(|| self.slots.next()) else {
+                    batch.next_position = self.position;
+                    return Ok(Fetch::End);
+                };
+                if slot.due_ns > now {
+                    self.next = Some(slot);
+                    break;
+                }
+                let mut records = Vec::new();
+                self.events.each(slot, &mut self.plain, |payload, good| {
+                    records.push((payload.to_vec(), good))
+                });
+                records.reverse();
+                self.pending = records;
+                self.next = Some(slot);
+            }
+            let slot = self.next.expect("set with pending");
+            let (mut accepted, mut good) = (0, 0);
+            while batch.records.len() < max_records && !batch.is_full() {
+                let Some((payload, g)) = self.pending.pop() else { break };
+                batch.push(&payload, self.position, None);
+                self.position += 1;
+                accepted += 1;
+                good += u64::from(g);
+            }
+            if self.pending.is_empty() {
+                self.next = None;
+            }
+            // The records' wait from their due time to this fetch (a request split over two
+            // fetches counts twice in `requests`, once per part).
+            if accepted > 0 {
+                let a = Answer {
+                    accepted,
+                    accepted_good: good,
+                    ..Answer::default()
+                };
+                rec.request(slot.due_ns, now, a);
+            }
+        }
+        batch.next_position = self.position;
+        if !batch.records.is_empty() {
+            return Ok(Fetch::Records);
+        }
+        let wait = self
+            .next
+            .map_or(IDLE_MAX, |s| Duration::from_nanos(s.due_ns.saturating_sub(now)));
+        Ok(Fetch::Idle(wait.clamp(Duration::from_micros(100), IDLE_MAX)))
+    }
+}
