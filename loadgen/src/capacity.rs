@@ -56,7 +56,7 @@ pub fn search(
         steps.push(s);
         if s.passes(slo_p99_ms) {
             pass = Some(rate);
-            rate *= factor;
+            rate = (rate * factor).round();
         } else {
             fail = Some(rate);
         }
@@ -66,7 +66,7 @@ pub fn search(
             if steps.len() as u32 >= STEPS_MAX {
                 break;
             }
-            let mid = (lo + hi) / 2.0;
+            let mid = ((lo + hi) / 2.0).round();
             let s = measure(mid)?;
             steps.push(s);
             if s.passes(slo_p99_ms) {

@@ -73,6 +73,9 @@ enum Command {
         /// Cores of the system under test (the engine target knows its own).
         #[arg(long)]
         server_cores: Option<u32>,
+        /// Keep each engine step's lake (`<lake>/step-NN`) instead of deleting it once measured.
+        #[arg(long)]
+        keep_lakes: bool,
     },
 }
 
@@ -306,6 +309,7 @@ fn main_capacity(
     step: &str,
     sizing: (f64, f64, u32, f64),
     server_cores: Option<u32>,
+    keep_lakes: bool,
 ) -> Result<bool, String> {
     if factor <= 1.0 {
         return Err(format!("--factor {factor}: must be above 1"));
@@ -331,6 +335,10 @@ fn main_capacity(
         let o = run::run(&spec, &load.target(Some(&lake))?, load.watch()?.as_ref())?;
         let s = summarize(&o);
         write_outputs(&load.out.join(format!("step-{n:02}")), &o, &s)?;
+        // A step's lake holds every record of the step (RAW included): gigabytes at high rates.
+        if load.target == TargetKind::Engine && !keep_lakes {
+            std::fs::remove_dir_all(&lake).map_err(|e| format!("{}: {e}", lake.display()))?;
+        }
         let offered = (rate * length.as_secs_f64()).max(1.0);
         let e2e = o.rec.e2e_histogram();
         let step = Step {
@@ -410,6 +418,7 @@ fn main() -> ExitCode {
             reserve,
             utilization,
             server_cores,
+            keep_lakes,
         } => main_capacity(
             load,
             *slo_p99_ms,
@@ -420,6 +429,7 @@ fn main() -> ExitCode {
             step,
             (*daily, *peak_factor, *reserve, *utilization),
             *server_cores,
+            *keep_lakes,
         ),
     };
     match result {
