@@ -22,6 +22,31 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Structured logs on standard error: sluicegate's events at `level`, the libraries' (the AWS
+/// SDK's, hyper's) at warn and above.
+fn init_logs(format: LogFormat, level: tracing::Level) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("sluicegate", level)
+        .with_default(tracing::Level::WARN);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().flatten_event(true).boxed(),
+    };
+    tracing_subscriber::registry().with(layer.with_filter(filter)).init();
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the pipeline. Without --config: the embedded default (a generator of encrypted
@@ -38,6 +63,13 @@ enum Command {
         /// Never draw the progress line.
         #[arg(long)]
         no_progress: bool,
+        /// Log lines on standard error: `text` (timestamp, level, message, key=value fields)
+        /// or `json` (one object per line).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Least severe level logged: error, warn, info, debug or trace.
+        #[arg(long, default_value = "info")]
+        log_level: tracing::Level,
     },
     /// Check a configuration file, its schemas and transforms, without running.
     Validate {
@@ -92,7 +124,12 @@ fn main() -> ExitCode {
             records,
             lake,
             no_progress,
-        } => run(config, records, lake, no_progress),
+            log_format,
+            log_level,
+        } => {
+            init_logs(log_format, log_level);
+            run(config, records, lake, no_progress)
+        }
         Command::Validate { config } => validate(&config),
         Command::Keygen { keys, id } => result(keygen(&keys, &id)),
         Command::Encrypt {

@@ -173,6 +173,35 @@ event_time = "ts"
 
 #[test]
 fn ctrl_c_drains_everything_and_exits_zero() {
+    let stderr = drain_on(libc::SIGINT, &[]);
+    assert!(
+        stderr.contains("INFO sluicegate::engine: stop requested: draining run_id="),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_drains_like_ctrl_c_and_logs_json_lines() {
+    let stderr = drain_on(libc::SIGTERM, &["--log-format", "json"]);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let messages: Vec<&str> = events.iter().filter_map(|e| e["message"].as_str()).collect();
+    assert_eq!(
+        messages,
+        ["running", "stop requested: draining", "run finished"],
+        "{stderr}"
+    );
+    let finished = &events[2];
+    assert_eq!(finished["level"], "INFO");
+    assert!(finished["records_in"].as_u64().unwrap() > 0, "{finished}");
+    assert_eq!(finished["fatal"], false);
+}
+
+/// Run a rate-limited generator, send `signal` once records flow, and check the drain landed
+/// everything fetched; returns the run's standard error (its log).
+fn drain_on(signal: i32, extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let config = dir.path().join("c.toml");
@@ -205,6 +234,7 @@ interval_ms = 100
     .unwrap();
     let mut child = Command::new(bin())
         .args(["run", "--config", config.to_str().unwrap()])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -214,7 +244,7 @@ interval_ms = 100
         !files(&lake.join("audit/kind=fetch"), ".parquet").is_empty()
     });
     // SAFETY: kill(2) on our own child's pid with a valid signal number.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -247,6 +277,7 @@ interval_ms = 100
         "raw + etl + quarantine = 2 × fetched"
     );
     assert!(hidden_files(&lake).is_empty());
+    String::from_utf8_lossy(&out.stderr).to_string()
 }
 
 #[test]

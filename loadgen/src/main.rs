@@ -398,6 +398,12 @@ fn cpu_model() -> String {
 }
 
 fn main() -> ExitCode {
+    // The in-process engine's warnings and errors (store retries, a failing core) on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .init();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run {

@@ -242,7 +242,7 @@ impl Engine {
                     token_digest: None,
                 };
                 let admin = crate::admin::start(a, view).map_err(EngineError)?;
-                eprintln!("level=info msg=\"admin endpoint on http://{}\"", admin.addr);
+                tracing::info!(addr = %admin.addr, "admin endpoint listening");
                 Some(admin)
             }
             None => None,
@@ -339,7 +339,7 @@ impl Engine {
             None => Default::default(),
         };
         for t in &recovered.torn {
-            eprintln!("level=warn msg={t:?}");
+            tracing::warn!(spill = %t, "cut a torn spill tail");
         }
         let mut recovery_rows = resolution.file_rows(self.clock.now_us());
         recovery_rows.extend(recovered.rows.iter().cloned().map(|r| FileRow {
@@ -414,6 +414,13 @@ impl Engine {
         }
 
         ready.store(true, Ordering::Relaxed);
+        tracing::info!(
+            run_id = %run_id,
+            lake = %self.store.describe(),
+            cores = ?cpus,
+            partitions = known.len(),
+            "running"
+        );
         let mut progress_line = self
             .progress
             .then(|| crate::telemetry::report::ProgressLine::new(started));
@@ -423,8 +430,13 @@ impl Engine {
             .filter_map(|(si, s)| s.discovery_interval().map(|d| (si, d)))
             .collect();
         let mut next_discovery: Vec<Instant> = discovering.iter().map(|(_, d)| Instant::now() + *d).collect();
+        let mut drain_logged = false;
         while !handles.iter().all(|h| h.is_finished()) {
             std::thread::sleep(PROGRESS_POLL);
+            if !drain_logged && self.stop.load(Ordering::SeqCst) {
+                drain_logged = true;
+                tracing::info!(run_id = %run_id, "stop requested: draining");
+            }
             // Partitions that appeared since the start (Kinesis child shards): to their cores.
             for ((si, every), next) in discovering.iter().zip(&mut next_discovery) {
                 if Instant::now() < *next || self.stop.load(Ordering::SeqCst) {
@@ -445,19 +457,16 @@ impl Engine {
                                         known.insert((*si, id));
                                     }
                                 }
-                                Err(e) => eprintln!(
-                                    "level=warn source={} partition={id} msg=\"cannot place a new partition\" error={:?}",
-                                    s.name(),
-                                    e.0
+                                Err(e) => tracing::warn!(
+                                    source = s.name(),
+                                    partition = %id,
+                                    error = %e.0,
+                                    "cannot place a new partition"
                                 ),
                             }
                         }
                     }
-                    Err(e) => eprintln!(
-                        "level=warn source={} msg=\"listing partitions failed, retrying\" error={:?}",
-                        s.name(),
-                        e.to_string()
-                    ),
+                    Err(e) => tracing::warn!(source = s.name(), error = %e, "listing partitions failed, retrying"),
                 }
             }
             for h in handles.iter().filter(|h| !h.is_finished()) {
@@ -488,7 +497,7 @@ impl Engine {
         // any end: this run's spill files hold none of their records, which were skipped.)
         if let Some(s) = &state_for_retire {
             if let Err(e) = crate::delivery::retire_covered(&resolution.committed, &*s.intents, &*s.checkpoints) {
-                eprintln!("level=warn msg=\"retiring upload intents of an earlier run\" error={e:?}");
+                tracing::warn!(error = %e, "retiring upload intents of an earlier run failed");
             }
         }
 
@@ -508,6 +517,15 @@ impl Engine {
             errors.extend(e);
             fatal |= f;
         }
+        tracing::info!(
+            run_id = %run_id,
+            records_in = counters.records_in,
+            records_etl = counters.records_etl,
+            records_quarantined = counters.records_quarantined,
+            elapsed_s = started.elapsed().as_secs_f64(),
+            fatal,
+            "run finished"
+        );
         Ok(RunReport {
             run_id,
             lake: self.store.describe(),

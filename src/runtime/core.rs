@@ -105,7 +105,7 @@ struct Ctx {
 
 impl Ctx {
     fn fail(&self, message: String, fatal: bool) {
-        eprintln!("level=error core={} msg={message:?}", self.pipe.borrow().core);
+        tracing::error!(core = self.pipe.borrow().core, error = %message, "core failed");
         self.errors.borrow_mut().push(message);
         if fatal {
             self.fatal.set(true);

@@ -213,7 +213,7 @@ fn retry(
             ));
         }
         if attempt.is_power_of_two() {
-            eprintln!("level=warn msg=\"store write failed, retrying\" attempt={attempt} error={msg:?}");
+            tracing::warn!(attempt, error = %msg, "store write failed, retrying");
         }
         std::thread::sleep(wait);
         *retries += 1;

@@ -235,10 +235,7 @@ impl Inbox {
                     // What was acknowledged stays readable; nothing more is accepted, and
                     // every request still waiting is answered 503 (it may be sent again).
                     let e = e.to_string();
-                    eprintln!(
-                        "level=error inbox={:?} msg=\"write failed: {e}\"",
-                        self.dir.display().to_string()
-                    );
+                    tracing::error!(inbox = %self.dir.display(), error = %e, "inbox write failed: refusing requests");
                     st.failed = Some(e.clone());
                     st.pending.clear();
                     st.committing = false;
@@ -349,11 +346,7 @@ fn recover_tail(path: &Path, base: u64) -> Result<u64, String> {
         off = next;
     }
     if off < len {
-        eprintln!(
-            "level=warn inbox={:?} msg=\"cut a torn tail of {} bytes (never acknowledged)\"",
-            path.display().to_string(),
-            len - off
-        );
+        tracing::warn!(inbox = %path.display(), bytes = len - off, "cut a torn tail (never acknowledged)");
         f.set_len(off).map_err(err)?;
         f.sync_all().map_err(err)?;
     }

@@ -248,10 +248,7 @@ impl PartitionReader for HttpReader {
 
     fn checkpointed(&mut self, position: u64) {
         if let Err(e) = self.reader.inbox().release_before(position) {
-            eprintln!(
-                "level=warn source={:?} partition={:?} msg=\"deleting an inbox segment: {e}\"",
-                self.source, self.partition
-            );
+            tracing::warn!(source = %self.source, partition = %self.partition, error = %e, "deleting an inbox segment failed");
         }
     }
 }

@@ -122,7 +122,7 @@ pub fn start(settings: ReceiverSettings, inbox: Rc<Inbox>) -> io::Result<Listeni
                     .detach();
                 }
                 Some(Err(e)) => {
-                    eprintln!("level=warn msg=\"accept failed: {e}\"");
+                    tracing::warn!(error = %e, "accept failed");
                     glommio::timer::sleep(ACCEPT_RETRY_WAIT).await;
                 }
             }

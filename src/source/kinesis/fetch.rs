@@ -374,10 +374,7 @@ impl ShardTask {
                     backoff.wait().await;
                 }
                 Err(Failure::Transient(e)) => {
-                    eprintln!(
-                        "level=warn source={} shard={} msg=\"Kinesis call failed, retrying\" error={e:?}",
-                        self.source, self.shard
-                    );
+                    tracing::warn!(source = %self.source, shard = %self.shard, error = %e, "Kinesis call failed, retrying");
                     backoff.wait().await;
                 }
                 Err(Failure::Fatal(e)) => return Err(e),
