@@ -42,6 +42,8 @@ pub struct AdminView {
     pub started: Instant,
     pub started_at: SystemTime,
     pub token_digest: Option<[u8; 32]>,
+    /// The lake's store, for the requests its client retried by itself.
+    pub store: Arc<dyn crate::store::ObjectStore>,
 }
 
 /// The running endpoint; dropping it stops the thread.
@@ -166,6 +168,7 @@ fn answer<B>(view: &AdminView, req: &Request<B>) -> Response<Full<Bytes>> {
                 &snapshots(),
                 view.started.elapsed().as_secs_f64(),
                 view.ready.load(Ordering::Relaxed),
+                view.store.sdk_retries(),
             ),
         ),
         "/histograms" => text(
@@ -222,7 +225,7 @@ fn labelled(
 type Counter = (&'static str, &'static str, fn(&Counters) -> u64);
 
 /// The Prometheus text of every core's counters, and the stage latencies over all cores.
-pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool) -> String {
+pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool, store_sdk_retries: u64) -> String {
     let c: Vec<Counters> = snapshots.iter().map(|s| s.counters.clone()).collect();
     let mut o = String::new();
     let counters: [Counter; 12] = [
@@ -394,7 +397,9 @@ pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool) -> String {
         o,
         "# HELP sluicegate_uptime_seconds Seconds since the process started its run.\n\
          # TYPE sluicegate_uptime_seconds gauge\nsluicegate_uptime_seconds {uptime_s}\n\
-         # HELP sluicegate_ready 1 once the cores run, 0 before.\n# TYPE sluicegate_ready gauge\nsluicegate_ready {}",
+         # HELP sluicegate_ready 1 once the cores run, 0 before.\n# TYPE sluicegate_ready gauge\nsluicegate_ready {}\n\
+         # HELP sluicegate_store_sdk_retries_total Requests the store's client (the S3 SDK) repeated by itself.\n\
+         # TYPE sluicegate_store_sdk_retries_total counter\nsluicegate_store_sdk_retries_total {store_sdk_retries}",
         ready as u8
     );
     o
@@ -444,7 +449,7 @@ mod tests {
         let mut b = Snapshot::default();
         b.counters.records_in = 5;
         b.hist.record(StageId::Parse, 2_500);
-        let m = metrics(&[a.clone(), b.clone()], 1.5, true);
+        let m = metrics(&[a.clone(), b.clone()], 1.5, true, 7);
         assert!(m.contains("sluicegate_records_in_total{core=\"0\"} 10\n"), "{m}");
         assert!(m.contains("sluicegate_records_in_total{core=\"1\"} 5\n"), "{m}");
         assert!(
@@ -456,6 +461,7 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("sluicegate_ready 1\n"), "{m}");
+        assert!(m.contains("sluicegate_store_sdk_retries_total 7\n"), "{m}");
         let log = histogram_log(&[a, b], SystemTime::UNIX_EPOCH, std::time::Duration::from_secs(2));
         let parse = log.lines().find(|l| l.starts_with("Tag=parse,")).expect("a parse line");
         let encoded = parse.rsplit(',').next().unwrap();

@@ -105,6 +105,8 @@ fn metrics_and_histograms_are_read_by_the_reference_parsers() {
         .unwrap();
     assert!(parse_count > 0.0);
     assert_eq!(sum(second, "sluicegate_ready"), 1.0);
+    // A local lake's writes are retried by the edge only: the SDK family is there, at zero.
+    assert_eq!(sum(second, "sluicegate_store_sdk_retries_total"), 0.0);
     let counts = &got["histogram_counts"];
     assert!(counts["parse"].as_u64().unwrap() > 0, "{counts}");
     assert!(counts["fetch"].as_u64().unwrap() > 0, "{counts}");

@@ -285,6 +285,16 @@ fn a_60_second_s3_outage_is_ridden_out_in_bounded_memory_with_nothing_lost_or_du
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     assert_eq!(code, 0, "{stdout}");
     assert!(spilled_during > 0, "the outage did not reach the spill");
+    // Both layers of retry worked through the outage, and the report counts each.
+    let store = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("store "))
+        .unwrap_or_else(|| panic!("no store line: {stdout}"));
+    let n: Vec<u64> = store
+        .split_whitespace()
+        .filter_map(|w| w.replace(',', "").parse().ok())
+        .collect();
+    assert!(n.len() == 2 && n[0] > 0 && n[1] > 0, "{store}");
     // Within budget: per core a 16 MiB ring, plus 288 MiB of stated overhead: the process, the
     // files in flight to the edge and the encoder's chunk (~150 MiB for this config without
     // an outage, measured with /usr/bin/time), and a slow growth during the outage not yet

@@ -240,6 +240,7 @@ impl Engine {
                     started,
                     started_at: std::time::SystemTime::now(),
                     token_digest: None,
+                    store: self.store.clone(),
                 };
                 let admin = crate::admin::start(a, view).map_err(EngineError)?;
                 tracing::info!(addr = %admin.addr, "admin endpoint listening");
@@ -539,6 +540,7 @@ impl Engine {
             interrupted: self.stop.load(Ordering::SeqCst),
             latency_sample_every: cfg.telemetry.latency_sample_every,
             recovered,
+            store_sdk_retries: self.store.sdk_retries(),
         })
     }
 }

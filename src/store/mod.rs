@@ -38,6 +38,11 @@ pub trait ObjectStore: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Where this store writes, for people (`file:///…`, `s3://…`).
     fn describe(&self) -> String;
+    /// Requests the store's client repeated by itself so far (the S3 SDK's retry mode), beside
+    /// the whole-file retries of the I/O edge. Zero for stores that do not retry.
+    fn sdk_retries(&self) -> u64 {
+        0
+    }
 }
 
 pub use checkpoint::{CheckpointStore, LocalCheckpoints};

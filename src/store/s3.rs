@@ -15,6 +15,8 @@
 //! Retries: the SDK's standard mode retries each request `attempts_max` times with exponential
 //! backoff and jitter on throttling (503 SlowDown), 5xx, timeouts and dropped connections; after
 //! that the error reaches the edge, which retries the whole file within `lake.retry_for_ms`.
+//! An interceptor counts the SDK's attempts and requests, so its own retries are reported
+//! ([`ObjectStore::sdk_retries`]) beside the edge's.
 //! [`StoreError::retryable`] says which errors are worth that: transport failures, timeouts,
 //! 5xx, 429 and throttling codes — not 4xx like AccessDenied or NoSuchBucket.
 
@@ -27,6 +29,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Worker threads of the SDK's runtime: it only moves bytes between sockets and the TLS layer;
@@ -35,9 +39,45 @@ pub const S3_RUNTIME_THREADS: usize = 2;
 /// Connect timeout per attempt.
 pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Counts what the SDK does per request: one execution per call, one attempt per try.
+#[derive(Debug, Default)]
+struct Attempts {
+    executions: AtomicU64,
+    attempts: AtomicU64,
+}
+
+#[derive(Debug)]
+struct CountAttempts(Arc<Attempts>);
+
+impl aws_sdk_s3::config::Intercept for CountAttempts {
+    fn name(&self) -> &'static str {
+        "sluicegate-count-attempts"
+    }
+
+    fn read_before_execution(
+        &self,
+        _: &aws_sdk_s3::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        self.0.executions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        self.0.attempts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 pub struct S3Store {
     rt: tokio::runtime::Runtime,
     client: Client,
+    attempts: Arc<Attempts>,
     cfg: S3Config,
 }
 
@@ -53,7 +93,9 @@ impl S3Store {
         let rt = crate::aws::runtime("sluicegate-s3", S3_RUNTIME_THREADS)
             .map_err(|e| fatal("start", &cfg.bucket, format!("cannot start the S3 runtime: {e}")))?;
         let sdk = crate::aws::sdk_config(&rt, &cfg.region, credentials);
+        let attempts = Arc::new(Attempts::default());
         let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+            .interceptor(CountAttempts(attempts.clone()))
             .force_path_style(cfg.path_style)
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(cfg.attempts_max))
             .timeout_config(
@@ -67,6 +109,7 @@ impl S3Store {
         }
         Ok(S3Store {
             client: Client::from_conf(b.build()),
+            attempts,
             rt,
             cfg: cfg.clone(),
         })
@@ -297,6 +340,14 @@ impl ObjectStore for S3Store {
             out.sort();
             Ok(out)
         })
+    }
+
+    fn sdk_retries(&self) -> u64 {
+        let a = &self.attempts;
+        // An execution stopped before its first attempt (a signing failure) makes no attempt.
+        a.attempts
+            .load(Ordering::Relaxed)
+            .saturating_sub(a.executions.load(Ordering::Relaxed))
     }
 
     fn describe(&self) -> String {

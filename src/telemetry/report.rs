@@ -24,6 +24,8 @@ pub struct RunReport {
     pub latency_sample_every: u32,
     /// What start-up recovered from spill files a previous run left.
     pub recovered: crate::buffer::recover::Recovered,
+    /// Requests the store's client (the S3 SDK) repeated by itself.
+    pub store_sdk_retries: u64,
 }
 
 /// `1234567` → `1,234,567`.
@@ -135,6 +137,13 @@ impl RunReport {
             thousands(c.spill_reads),
             bytes_human(c.spill_bytes_peak)
         ));
+        if c.store_retries > 0 || self.store_sdk_retries > 0 {
+            s.push_str(&format!(
+                "  store       {} file writes retried by the I/O edge   {} requests retried by the S3 SDK\n",
+                thousands(c.store_retries),
+                thousands(self.store_sdk_retries)
+            ));
+        }
         if c.source_throttles > 0 || c.source_lag_ms > 0 {
             s.push_str(&format!(
                 "  source      {} throttled calls (retried)   lag {:.1} s behind the newest record at the end\n",
