@@ -192,6 +192,14 @@ fn random_seed() -> u64 {
 }
 
 impl LoadArgs {
+    fn encryption(&self) -> Encryption {
+        if self.plain {
+            Encryption::None
+        } else {
+            Encryption::Envelope
+        }
+    }
+
     fn spec(&self, profile: Profile, duration: Duration) -> Result<Spec, String> {
         let mut keyring = Keyring::default();
         match &self.keys {
@@ -212,11 +220,7 @@ impl LoadArgs {
             interval: Duration::from_millis(self.interval_ms),
             seed: self.seed.unwrap_or_else(random_seed),
             bad_ratio: self.bad_ratio,
-            encryption: if self.plain {
-                Encryption::None
-            } else {
-                Encryption::Envelope
-            },
+            encryption: self.encryption(),
             keyring: Arc::new(keyring),
             key_id: self.key_id.clone(),
             threads: self.threads,
@@ -250,6 +254,7 @@ impl LoadArgs {
                     .unwrap_or_else(|| PathBuf::from("loadgen-lake")),
                 cores: self.cores.clone(),
                 flush_interval_ms: self.flush_interval_ms,
+                encryption: self.encryption(),
             }),
         })
     }

@@ -66,6 +66,8 @@ pub struct EngineTarget {
     pub cores: Option<String>,
     /// Seal a buffer after this long (the embedded default's 60 s is no latency target).
     pub flush_interval_ms: u64,
+    /// What the default configuration's source expects: loadgen's own `--plain` or envelopes.
+    pub encryption: Encryption,
 }
 
 /// Where a separate receiver's lake is, to measure end-to-end latency.
@@ -270,7 +272,7 @@ pub fn engine_config(t: &EngineTarget) -> Result<Config, String> {
             let mut c = Config::embedded_default(0, &t.lake);
             c.sources = vec![SourceConfig {
                 name: crate::target::engine::SOURCE_NAME.into(),
-                encryption: Encryption::Envelope,
+                encryption: t.encryption,
                 table: Some("events".into()),
                 route: None,
                 batch_records: sluicegate::config::DEFAULT_BATCH_RECORDS,

@@ -268,8 +268,27 @@ paths = ["in"]
     assert_eq!(report.counters.records_etl, t.accepted_good);
 }
 
-fn loadgen(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen")).args(args).output().unwrap();
+/// The `loadgen` binary against the engine in process on CPU 0, with 50-record requests and
+/// buffers sealed every 0.5 s, writing its lake and reports under `lake` and `out`.
+fn loadgen(args: &[&str], lake: &Path, out: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .args([
+            "--target",
+            "engine",
+            "--batch",
+            "50",
+            "--cores",
+            "0",
+            "--flush-interval-ms",
+            "500",
+        ])
+        .arg("--lake")
+        .arg(lake)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
@@ -278,25 +297,12 @@ fn loadgen(args: &[&str]) -> (bool, String) {
 fn the_cli_runs_the_engine_in_process_and_writes_its_reports() {
     let dir = tempfile::tempdir().unwrap();
     let (lake, out) = (dir.path().join("lake"), dir.path().join("out"));
-    let (ok, text) = loadgen(&[
-        "run",
-        "--target",
-        "engine",
-        "--profile",
-        "burst:500:3000:2:0.5",
-        "--duration",
-        "4s",
-        "--batch",
-        "50",
-        "--cores",
-        "0",
-        "--flush-interval-ms",
-        "500",
-        "--lake",
-        lake.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (ok, text) = loadgen(
+        // Plaintext NDJSON records: the default configuration's source expects them then.
+        &["run", "--plain", "--profile", "burst:500:3000:2:0.5", "--duration", "4s"],
+        &lake,
+        &out,
+    );
     assert!(ok, "{text}");
     // 2 bursts of 0.5 s at 3000/s, 3 s at 500/s: 4,500 records.
     assert!(text.contains("records accepted 4500 "), "{text}");
@@ -337,31 +343,23 @@ print(total)
 fn capacity_steps_up_and_sizes_a_fleet() {
     let dir = tempfile::tempdir().unwrap();
     let (lake, out) = (dir.path().join("lake"), dir.path().join("out"));
-    let (ok, text) = loadgen(&[
-        "capacity",
-        "--target",
-        "engine",
-        "--start",
-        "500",
-        "--factor",
-        "2",
-        "--max-rate",
-        "1000",
-        "--step",
-        "2s",
-        "--slo-p99-ms",
-        "30000",
-        "--batch",
-        "50",
-        "--cores",
-        "0",
-        "--flush-interval-ms",
-        "500",
-        "--lake",
-        lake.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (ok, text) = loadgen(
+        &[
+            "capacity",
+            "--start",
+            "500",
+            "--factor",
+            "2",
+            "--max-rate",
+            "1000",
+            "--step",
+            "2s",
+            "--slo-p99-ms",
+            "30000",
+        ],
+        &lake,
+        &out,
+    );
     assert!(ok, "{text}");
     assert!(
         text.contains("step 1: 500 records/s") && text.contains("step 2: 1000 records/s"),
@@ -375,24 +373,10 @@ fn capacity_steps_up_and_sizes_a_fleet() {
     // 10e9/day, peak 3x = 347,222/s at 700/s per core: 497 cores.
     assert!(text.contains("cores needed at peak: 497"), "{text}");
     // An SLO no step can hold is reported, with a non-zero exit.
-    let (ok, text) = loadgen(&[
-        "capacity",
-        "--target",
-        "engine",
-        "--start",
-        "500",
-        "--step",
-        "1s",
-        "--slo-p99-ms",
-        "1",
-        "--batch",
-        "50",
-        "--cores",
-        "0",
-        "--lake",
-        lake.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (ok, text) = loadgen(
+        &["capacity", "--start", "500", "--step", "1s", "--slo-p99-ms", "1"],
+        &lake,
+        &out,
+    );
     assert!(!ok && text.contains("no step held the SLO"), "{text}");
 }
