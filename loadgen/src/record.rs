@@ -8,8 +8,8 @@
 //!   `lake`).
 //!
 //! Latencies are binned by the interval in which the request was due, so the plot shows what
-//! traffic sent at time t went through; `accepted`/`refused` counts are binned by the interval
-//! of the answer (that is throughput). Histograms hold microseconds from 1 µs to
+//! traffic sent at time t went through; `offered` counts the records due in the interval (the
+//! schedule), `accepted`/`refused` are binned by the interval of the answer (throughput). Histograms hold microseconds from 1 µs to
 //! [`LATENCY_MAX_US`] with 3 significant digits; a longer latency is recorded as the maximum.
 
 use crate::lane::Answer;
@@ -29,6 +29,8 @@ pub fn histogram() -> Histogram<u64> {
 pub struct Interval {
     pub request: Histogram<u64>,
     pub e2e: Histogram<u64>,
+    /// Records due in this interval.
+    pub offered: u64,
     pub accepted: u64,
     pub refused: u64,
     pub errors: u64,
@@ -39,6 +41,7 @@ impl Default for Interval {
         Interval {
             request: histogram(),
             e2e: histogram(),
+            offered: 0,
             accepted: 0,
             refused: 0,
             errors: 0,
@@ -87,7 +90,9 @@ impl Recorder {
     /// A request due at `due_ns` was answered at `done_ns` (both from the start of the run).
     pub fn request(&mut self, due_ns: u64, done_ns: u64, a: Answer) {
         let us = (done_ns.saturating_sub(due_ns) / 1000).clamp(1, LATENCY_MAX_US);
-        self.at(due_ns).request.saturating_record(us);
+        let due = self.at(due_ns);
+        due.request.saturating_record(us);
+        due.offered += a.accepted + a.refused;
         let iv = self.at(done_ns);
         iv.accepted += a.accepted;
         iv.refused += a.refused;
@@ -112,6 +117,7 @@ impl Recorder {
             let iv = self.at(i as u64 * self.interval_ns);
             iv.request.add(&o.request).expect("same bounds");
             iv.e2e.add(&o.e2e).expect("same bounds");
+            iv.offered += o.offered;
             iv.accepted += o.accepted;
             iv.refused += o.refused;
             iv.errors += o.errors;

@@ -5,7 +5,8 @@
 //! `HistogramLogReader` and HistogramLogAnalyzer read it): one line per interval and latency
 //! kind, tagged `request` or `e2e`, values in microseconds, each interval's start relative to
 //! the run's start (the log's base time). The SVG is drawn by hand (no plotting dependency):
-//! records accepted per second above, latency percentiles (log scale, milliseconds) below.
+//! records offered (dashed) and accepted per second above, latency percentiles (log scale,
+//! milliseconds) below.
 
 use crate::record::{Interval, Recorder, Totals};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
@@ -145,7 +146,7 @@ pub fn plot(title: &str, rec: &Recorder) -> String {
     let n = ivs.len().max(1) as f64;
     let x = |i: usize| LEFT + (W - LEFT - RIGHT) * (i as f64 + 0.5) / n;
     let (top0, top1, bot0, bot1) = (40.0, 220.0, 270.0, H - 40.0);
-    let peak = ivs.iter().map(|i| i.accepted).max().unwrap_or(0).max(1) as f64 / step_s;
+    let peak = ivs.iter().map(|i| i.accepted.max(i.offered)).max().unwrap_or(0).max(1) as f64 / step_s;
     let y_rate = |r: f64| top1 - (top1 - top0) * r / peak;
     let y_lat = |ms: f64| {
         let f =
@@ -218,13 +219,27 @@ pub fn plot(title: &str, rec: &Recorder) -> String {
             t_end * f
         );
     }
-    // Throughput.
-    let rate: Vec<(f64, f64)> = ivs
-        .iter()
-        .enumerate()
-        .map(|(i, iv)| (x(i), y_rate(iv.accepted as f64 / step_s)))
-        .collect();
-    s.push_str(&polyline(&rate, "#1f77b4", ""));
+    // Offered (the schedule) and accepted (throughput).
+    for (name, dash, pick) in [
+        ("offered", "6 3", (|i: &Interval| i.offered) as fn(&Interval) -> u64),
+        ("accepted", "", |i: &Interval| i.accepted),
+    ] {
+        let pts: Vec<(f64, f64)> = ivs
+            .iter()
+            .enumerate()
+            .map(|(i, iv)| (x(i), y_rate(pick(iv) as f64 / step_s)))
+            .collect();
+        s.push_str(&polyline(&pts, "#1f77b4", dash));
+        let ly = if dash.is_empty() { top0 + 26.0 } else { top0 + 10.0 };
+        let _ = writeln!(
+            s,
+            r##"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="#1f77b4" stroke-width="2" stroke-dasharray="{dash}"/><text x="{}" y="{}">{name}/s</text>"##,
+            W - RIGHT + 8.0,
+            W - RIGHT + 30.0,
+            W - RIGHT + 34.0,
+            ly + 4.0
+        );
+    }
     // Latency percentiles: request solid, end-to-end dashed.
     let colors = ["#2ca02c", "#ff7f0e", "#d62728", "#9467bd"];
     let mut legend = 0.0;
@@ -323,7 +338,8 @@ mod tests {
         let svg = plot("run", &recorder());
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
-        // Throughput, plus four percentiles of each latency kind.
-        assert_eq!(svg.matches("<polyline").count(), 9);
+        // Offered and accepted, plus four percentiles of each latency kind.
+        assert_eq!(svg.matches("<polyline").count(), 10);
+        assert!(svg.contains(">offered/s<") && svg.contains(">accepted/s<"));
     }
 }
