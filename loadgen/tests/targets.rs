@@ -299,7 +299,14 @@ fn the_cli_runs_the_engine_in_process_and_writes_its_reports() {
     let (lake, out) = (dir.path().join("lake"), dir.path().join("out"));
     let (ok, text) = loadgen(
         // Plaintext NDJSON records: the default configuration's source expects them then.
-        &["run", "--plain", "--profile", "burst:500:3000:2:0.5", "--duration", "4s"],
+        &[
+            "run",
+            "--plain",
+            "--profile",
+            "burst:500:3000:2:0.5",
+            "--duration",
+            "4s",
+        ],
         &lake,
         &out,
     );
