@@ -44,6 +44,10 @@ pub trait Client {
     fn prepare(&mut self, slot: Slot) -> Self::Request;
     /// Send it and wait for the answer.
     fn send(&mut self, request: Self::Request) -> impl Future<Output = Answer> + Send;
+    /// The first error the client saw, to tell the user why requests failed.
+    fn first_error(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Send every slot of `slots` in order through `client`, each no earlier than it is due.

@@ -114,7 +114,6 @@ where
     C: Client + Send + 'static,
     C::Request: Send,
     F: Fn(u64) -> Result<C, String>,
-    C: FirstError,
 {
     let rt = sluicegate::aws::runtime("loadgen", spec.threads.max(1)).map_err(|e| e.to_string())?;
     let _guard = rt.enter();
@@ -140,22 +139,6 @@ where
     }
     Ok((all, first))
 }
-
-/// The first error a client saw, for the summary.
-pub trait FirstError {
-    fn first_error(&self) -> Option<String>;
-}
-
-macro_rules! first_error {
-    ($($t:ty),*) => {$(
-        impl FirstError for $t {
-            fn first_error(&self) -> Option<String> {
-                self.first_error.clone()
-            }
-        }
-    )*};
-}
-first_error!(HttpClient, KinesisClient, FileClient);
 
 /// The schedule starts this long after `run` is called, so the first requests are not late
 /// by loadgen's own set-up (an engine that takes longer to start is measured as late).

@@ -6,8 +6,8 @@
 //! latency here is from due time to the fetch that took the record; `e2e` is read from the
 //! lake once the engine has drained.
 //!
-//! Bounds: a reader holds one request's records (`batch`) at a time; each fetch returns at
-//! most what the core asks for.
+//! Bounds: a reader holds one request's records (`batch`) at a time, in buffers it reuses (no
+//! allocation per record on the core); each fetch returns at most what the core asks for.
 
 use crate::events::Events;
 use crate::lane::Answer;
@@ -81,7 +81,7 @@ impl Source for ScheduledSource {
         Ok(Box::new(Reader {
             events: self.events.clone(),
             slots: Box::new(slots),
-            pending: Vec::new(),
+            pending: Pending::default(),
             next: None,
             position: 0,
             origin: self.origin,
@@ -91,11 +91,36 @@ impl Source for ScheduledSource {
     }
 }
 
+/// The due request's records, back to back in one buffer, and how many were fetched.
+#[derive(Default)]
+struct Pending {
+    data: Vec<u8>,
+    /// (start, length, good) of each record in `data`.
+    spans: Vec<(usize, usize, bool)>,
+    taken: usize,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.taken == self.spans.len()
+    }
+
+    fn fill(&mut self, events: &Events, slot: Slot, plain: &mut String) {
+        let Pending { data, spans, taken } = self;
+        data.clear();
+        spans.clear();
+        *taken = 0;
+        events.each(slot, plain, |payload, good| {
+            spans.push((data.len(), payload.len(), good));
+            data.extend_from_slice(payload);
+        });
+    }
+}
+
 struct Reader {
     events: Arc<Events>,
     slots: Box<dyn Iterator<Item = Slot> + Send>,
-    /// The due request's records not yet fetched (payload, good), last first.
-    pending: Vec<(Vec<u8>, bool)>,
+    pending: Pending,
     /// The request whose records are in `pending`, or the next one due.
     next: Option<Slot>,
     position: u64,
@@ -119,19 +144,15 @@ impl PartitionReader for Reader {
                     self.next = Some(slot);
                     break;
                 }
-                let mut records = Vec::new();
-                self.events.each(slot, &mut self.plain, |payload, good| {
-                    records.push((payload.to_vec(), good))
-                });
-                records.reverse();
-                self.pending = records;
+                self.pending.fill(&self.events, slot, &mut self.plain);
                 self.next = Some(slot);
             }
             let slot = self.next.expect("set with pending");
             let (mut accepted, mut good) = (0, 0);
-            while batch.records.len() < max_records && !batch.is_full() {
-                let Some((payload, g)) = self.pending.pop() else { break };
-                batch.push(&payload, self.position, None);
+            while batch.records.len() < max_records && !batch.is_full() && !self.pending.is_empty() {
+                let (start, len, g) = self.pending.spans[self.pending.taken];
+                self.pending.taken += 1;
+                batch.push(&self.pending.data[start..start + len], self.position, None);
                 self.position += 1;
                 accepted += 1;
                 good += u64::from(g);

@@ -52,6 +52,10 @@ impl FileClient {
 impl Client for FileClient {
     type Request = (u64, Vec<u8>, Counts);
 
+    fn first_error(&self) -> Option<String> {
+        self.first_error.clone()
+    }
+
     fn prepare(&mut self, slot: Slot) -> Self::Request {
         let mut body = Vec::new();
         let counts = self.events.body(slot, &mut self.plain, &mut body);

@@ -107,6 +107,10 @@ impl HttpClient {
 impl Client for HttpClient {
     type Request = (Bytes, Counts);
 
+    fn first_error(&self) -> Option<String> {
+        self.first_error.clone()
+    }
+
     fn prepare(&mut self, slot: Slot) -> (Bytes, Counts) {
         let mut body = Vec::with_capacity(1 << 20);
         let counts = self.events.body(slot, &mut self.plain, &mut body);

@@ -39,6 +39,10 @@ impl KinesisClient {
 impl Client for KinesisClient {
     type Request = (Vec<PutRecordsRequestEntry>, Vec<bool>, Counts);
 
+    fn first_error(&self) -> Option<String> {
+        self.first_error.clone()
+    }
+
     fn prepare(&mut self, slot: Slot) -> Self::Request {
         let (mut entries, mut good) = (Vec::new(), Vec::new());
         let counts = self.events.each(slot, &mut self.plain, |payload, g| {
