@@ -228,7 +228,7 @@ type Counter = (&'static str, &'static str, fn(&Counters) -> u64);
 pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool, store_sdk_retries: u64) -> String {
     let c: Vec<Counters> = snapshots.iter().map(|s| s.counters.clone()).collect();
     let mut o = String::new();
-    let counters: [Counter; 12] = [
+    let counters: [Counter; 13] = [
         ("records_in_total", "Records fetched from sources.", |c| c.records_in),
         ("records_etl_total", "Records written to the ETL zone.", |c| {
             c.records_etl
@@ -269,6 +269,11 @@ pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool, store_sdk_ret
         ("spill_writes_total", "Ring segments spilled to disk.", |c| {
             c.spill_writes
         }),
+        (
+            "files_parked_total",
+            "Finished files parked on disk while the store was slow or down.",
+            |c| c.files_parked,
+        ),
     ];
     for (name, help, f) in counters {
         family(&mut o, name, "counter", help, &c, |c| f(c) as f64);
@@ -309,7 +314,7 @@ pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool, store_sdk_ret
         &mut o,
         "spill_bytes_peak",
         "gauge",
-        "Peak bytes of spill files on disk.",
+        "Peak bytes of spill and parked files on disk.",
         &c,
         |c| c.spill_bytes_peak as f64,
     );
@@ -317,7 +322,9 @@ pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool, store_sdk_ret
         ("memory_bytes", "Bytes of buffered records in memory now.", |c| {
             c.memory_bytes
         }),
-        ("spill_bytes", "Bytes of spill files on disk now.", |c| c.spill_bytes),
+        ("spill_bytes", "Bytes of spill and parked files on disk now.", |c| {
+            c.spill_bytes
+        }),
     ];
     for (name, help, f) in gauges {
         family(&mut o, name, "gauge", help, &c, |c| f(c) as f64);

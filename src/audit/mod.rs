@@ -173,24 +173,45 @@ pub fn fetch_batch(rows: &[FetchRow]) -> RecordBatch {
     RecordBatch::try_new(fetch_schema(), columns).expect("columns follow fetch_schema")
 }
 
-/// Rows of one core awaiting their flush.
+/// Rows of one core awaiting their flush. Bounds: rows accumulate for `audit.interval_ms` (or
+/// while the flush waits for room in the core's outbox); [`AuditLog::memory_bytes`] counts
+/// them, and the core counts that in its memory budget.
 #[derive(Debug, Default)]
 pub struct AuditLog {
     pub files: Vec<FileRow>,
     pub fetches: Vec<FetchRow>,
     /// Monotonic time of the oldest unflushed row.
     oldest_ns: Option<u64>,
+    /// Heap bytes of the rows' strings.
+    text_bytes: u64,
 }
 
 impl AuditLog {
     pub fn add_file(&mut self, row: FileRow, now_ns: u64) {
         self.oldest_ns.get_or_insert(now_ns);
+        self.text_bytes += [&row.run_id, &row.zone, &row.key, &row.crc32c, &row.positions]
+            .into_iter()
+            .chain(row.source.iter())
+            .chain(row.table.iter())
+            .map(|s| s.capacity() as u64)
+            .sum::<u64>();
         self.files.push(row);
     }
 
     pub fn add_fetch(&mut self, row: FetchRow, now_ns: u64) {
         self.oldest_ns.get_or_insert(now_ns);
+        self.text_bytes += [&row.run_id, &row.source, &row.partition]
+            .iter()
+            .map(|s| s.capacity() as u64)
+            .sum::<u64>();
         self.fetches.push(row);
+    }
+
+    /// Memory the unflushed rows hold: the rows (their vectors' capacity) and their strings.
+    pub fn memory_bytes(&self) -> u64 {
+        (self.files.capacity() * std::mem::size_of::<FileRow>()
+            + self.fetches.capacity() * std::mem::size_of::<FetchRow>()) as u64
+            + self.text_bytes
     }
 
     pub fn is_due(&self, now_ns: u64, interval_ns: u64) -> bool {
@@ -200,6 +221,7 @@ impl AuditLog {
     /// Take the rows as batches: `(kind, batch)` for each non-empty kind.
     pub fn take(&mut self) -> Vec<(&'static str, RecordBatch, u64)> {
         self.oldest_ns = None;
+        self.text_bytes = 0;
         let mut out = Vec::new();
         if !self.files.is_empty() {
             let rows = std::mem::take(&mut self.files);

@@ -23,7 +23,16 @@
 //! Durability: a file is written once (one DMA write), `fdatasync`ed, and its directory synced,
 //! before the ring counts the segment as spilled and releases the segment's batch holds. A crash
 //! mid-write leaves a file whose tail fails its frame checks; recovery cuts it there
-//! (`recover.rs`). Bounds: at most `buffer.spill_bytes_max` bytes of files per core.
+//! (`recover.rs`).
+//!
+//! Parked files (`<core dir>/parked/<run id>-<park id, 16 hex digits>.part`): finished lake files
+//! (RAW, quarantine, audit, ETL) that the core's outbox holds while the store is slow or down
+//! (`runtime::outbox`), exactly their bytes and zero padding to 4096. They are *not* durable, on
+//! purpose: a parked file's batches are still held, so no checkpoint has passed its records and
+//! a run that dies replays them; the next start deletes what is left (see [`SpillDir::new`]).
+//! So they are neither fsynced nor recovered.
+//!
+//! Bounds: at most `buffer.spill_bytes_max` bytes of spill and parked files together per core.
 
 use glommio::io::{DmaFile, ReadResult};
 use serde::{Deserialize, Serialize};
@@ -43,6 +52,8 @@ pub fn other_version(bytes: &[u8]) -> Option<u8> {
 pub const ALIGN: usize = 4096;
 /// File name extension.
 pub const EXTENSION: &str = "sgsp";
+/// Subdirectory of a core's directory holding parked files.
+pub const PARKED_DIR: &str = "parked";
 
 /// What a spill file says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,13 +125,21 @@ pub struct SpillDir {
     files: RefCell<HashMap<u64, (usize, u64)>>,
     writes: Cell<u64>,
     reads: Cell<u64>,
+    /// Id of the next parked file.
+    next_park: Cell<u64>,
 }
 
 impl SpillDir {
-    /// The directory of `core` under `root` (created).
+    /// The directory of `core` under `root` (created), with its parked files directory emptied:
+    /// parked files of a run that died are owed to nobody (see the module comment).
     pub fn new(root: &Path, core: usize, run_id: &str, bytes_max: u64) -> io::Result<SpillDir> {
         let dir = root.join(format!("core-{core}"));
-        std::fs::create_dir_all(&dir)?;
+        let parked = dir.join(PARKED_DIR);
+        match std::fs::remove_dir_all(&parked) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(&parked)?;
         Ok(SpillDir {
             dir,
             run_id: run_id.to_string(),
@@ -129,6 +148,7 @@ impl SpillDir {
             files: RefCell::new(HashMap::new()),
             writes: Cell::new(0),
             reads: Cell::new(0),
+            next_park: Cell::new(0),
         })
     }
 
@@ -136,7 +156,13 @@ impl SpillDir {
         self.dir.join(format!("{}-{segment:016x}.{EXTENSION}", self.run_id))
     }
 
-    /// Bytes of spill files on disk.
+    fn parked_path(&self, id: u64) -> PathBuf {
+        self.dir
+            .join(PARKED_DIR)
+            .join(format!("{}-{id:016x}.part", self.run_id))
+    }
+
+    /// Bytes of spill and parked files on disk.
     pub fn bytes(&self) -> u64 {
         self.bytes.get()
     }
@@ -215,6 +241,55 @@ impl SpillDir {
         }
         Ok(())
     }
+
+    /// Whether a parked file of `len` bytes fits under the budget.
+    pub fn has_room_to_park(&self, len: usize) -> bool {
+        self.bytes.get() + len.next_multiple_of(ALIGN) as u64 <= self.bytes_max
+    }
+
+    /// Park a finished lake file on disk (one DMA write, no sync: see the module comment);
+    /// returns its id. The caller checked [`Self::has_room_to_park`].
+    pub async fn park(&self, bytes: &[u8]) -> io::Result<u64> {
+        let total = bytes.len().next_multiple_of(ALIGN).max(ALIGN);
+        let id = self.next_park.get();
+        self.next_park.set(id + 1);
+        let path = self.parked_path(id);
+        let file = DmaFile::create(&path).await.map_err(gerr)?;
+        let mut buf = file.alloc_dma_buffer(total);
+        let out = buf.as_bytes_mut();
+        out[..bytes.len()].copy_from_slice(bytes);
+        out[bytes.len()..].fill(0);
+        let written = file.write_at(buf, 0).await.map_err(gerr)?;
+        file.close().await.map_err(gerr)?;
+        if written != total {
+            return Err(io::Error::other(format!(
+                "{}: short write {written} of {total}",
+                path.display()
+            )));
+        }
+        self.bytes.set(self.bytes.get() + total as u64);
+        Ok(id)
+    }
+
+    /// Read parked file `id` of `len` bytes back into memory and delete it.
+    pub async fn unpark(&self, id: u64, len: usize) -> io::Result<Vec<u8>> {
+        let total = len.next_multiple_of(ALIGN).max(ALIGN);
+        let path = self.parked_path(id);
+        let file = DmaFile::open(&path).await.map_err(gerr)?;
+        let rr = file.read_at_aligned(0, total).await.map_err(gerr)?;
+        file.close().await.map_err(gerr)?;
+        if rr.len() < len {
+            return Err(io::Error::other(format!(
+                "{}: read {} of {len} bytes",
+                path.display(),
+                rr.len()
+            )));
+        }
+        let bytes = rr[..len].to_vec();
+        glommio::io::remove(&path).await.map_err(gerr)?;
+        self.bytes.set(self.bytes.get() - total as u64);
+        Ok(bytes)
+    }
 }
 
 fn gerr<T>(e: glommio::GlommioError<T>) -> io::Error {
@@ -275,6 +350,42 @@ mod tests {
             assert!(!spill.path(5).exists());
             assert_eq!(spill.bytes(), 0);
             assert!(spill.read(5, 0, 10).await.is_err());
+        });
+    }
+
+    #[test]
+    fn parked_files_share_the_budget_come_back_exact_and_are_gone_at_the_next_start() {
+        let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+        let root = dir.path().to_path_buf();
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .make()
+            .expect("a glommio executor");
+        ex.run(async move {
+            let spill = SpillDir::new(&root, 0, "r1", 3 * ALIGN as u64).unwrap();
+            let a: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+            assert!(spill.has_room_to_park(a.len()));
+            let id = spill.park(&a).await.unwrap();
+            assert_eq!(spill.bytes(), 2 * ALIGN as u64, "padded to the DMA alignment");
+            assert!(spill.has_room_to_park(ALIGN));
+            assert!(!spill.has_room_to_park(ALIGN + 1), "the budget is shared and enforced");
+            let b = spill.park(b"tiny").await.unwrap();
+            assert_ne!(id, b);
+            let parked = root.join("core-0").join(PARKED_DIR);
+            assert_eq!(std::fs::read_dir(&parked).unwrap().count(), 2);
+            assert_eq!(spill.unpark(id, a.len()).await.unwrap(), a);
+            assert_eq!(spill.bytes(), ALIGN as u64);
+            assert_eq!(
+                std::fs::read_dir(&parked).unwrap().count(),
+                1,
+                "read back, then deleted"
+            );
+            // A run that dies leaves `b` behind: the next start deletes it, and recovery does
+            // not take it for a spill file.
+            drop(spill);
+            assert!(super::super::recover::spill_files(&root).is_empty());
+            let again = SpillDir::new(&root, 0, "r2", 3 * ALIGN as u64).unwrap();
+            assert_eq!(std::fs::read_dir(&parked).unwrap().count(), 0);
+            assert_eq!(again.bytes(), 0);
         });
     }
 }

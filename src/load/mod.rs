@@ -65,6 +65,15 @@ pub struct Run {
 }
 
 impl Provenance {
+    /// Heap bytes it holds (its vectors' capacity): exact runs can be one per record when a
+    /// partition's records alternate between files (event hours), so this is per-record memory.
+    pub fn memory_bytes(&self) -> u64 {
+        (self.batch_ids.capacity() * std::mem::size_of::<u64>()
+            + self.ranges.capacity() * std::mem::size_of::<(usize, u64, u64)>()
+            + self.runs.capacity() * std::mem::size_of::<Run>()
+            + self.latest_run.capacity() * std::mem::size_of::<usize>()) as u64
+    }
+
     /// Note one record with its position and ordinal (see the type's comment); returns true
     /// if it is the first record of `batch_id` here (the caller then takes a tracker hold on
     /// the batch). Records arrive batch by batch, so only the last batch id and the last
@@ -158,6 +167,14 @@ pub struct FileMeta {
 }
 
 impl FileMeta {
+    /// Memory its bookkeeping holds, itself included.
+    pub fn memory_bytes(&self) -> u64 {
+        (std::mem::size_of::<FileMeta>()
+            + self.key.capacity()
+            + self.ring.capacity() * std::mem::size_of::<(u64, u32)>()) as u64
+            + self.provenance.memory_bytes()
+    }
+
     /// A file outside the ETL zone: no table, schema or event times.
     pub fn untabled(zone: Zone, key: String, records: u64, source: u16, provenance: Provenance) -> FileMeta {
         FileMeta {

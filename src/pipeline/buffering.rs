@@ -73,9 +73,16 @@ impl Pipeline {
         &mut self.buffers
     }
 
-    /// Whether the core must stop fetching (its buffers are at their memory budget).
+    /// Memory counted in the core's budget (`buffer.memory_bytes_max`): buffered records and
+    /// their index, and the bookkeeping that grows while the store is slow (tracked batches,
+    /// unflushed audit rows).
+    pub fn memory_bytes(&self) -> u64 {
+        self.buffers.memory_bytes() + self.tracker.memory_bytes() + self.audit.memory_bytes()
+    }
+
+    /// Whether the core must stop fetching (it is at its memory budget).
     pub fn over_budget(&self) -> bool {
-        self.buffers.over_budget()
+        self.memory_bytes() >= self.plan.seal.memory_bytes_max
     }
 
     /// Over budget: seal the buffers holding the oldest records (see [`BufferSet::relieve`]).

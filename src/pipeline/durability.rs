@@ -87,9 +87,8 @@ impl Pipeline {
         }
     }
 
-    /// Split a ready file into its bytes and its bookkeeping, and say what intent to record
-    /// before its upload (see `delivery`): ETL and quarantine files, when checkpoints are on.
-    pub fn in_flight(&self, f: ReadyFile) -> (InFlightFile, Vec<u8>, Option<Intent>) {
+    /// Split a ready file into its bookkeeping and its bytes.
+    pub fn in_flight(&self, f: ReadyFile) -> (InFlightFile, Vec<u8>) {
         let meta = f.meta;
         let plan = &self.plan;
         let partitions = &self.partitions;
@@ -109,10 +108,19 @@ impl Pipeline {
             positions: meta.provenance.ranges_json(|slot| partitions[slot].id.clone()),
             written_at_us: 0,
         };
-        let intent = (plan.checkpoints_enabled && matches!(meta.zone, Zone::Etl | Zone::Quarantine)).then(|| Intent {
-            id: object_name(&meta.key).to_string(),
-            row: row.clone(),
-            runs: meta
+        let intent = plan.checkpoints_enabled && matches!(meta.zone, Zone::Etl | Zone::Quarantine);
+        (InFlightFile { meta, row, intent }, f.bytes)
+    }
+
+    /// The intent to record before a file's upload (see `delivery`), if it has one: ETL and
+    /// quarantine files, when checkpoints are on.
+    pub fn intent_for(&self, f: &InFlightFile) -> Option<Intent> {
+        let (plan, partitions) = (&self.plan, &self.partitions);
+        f.intent.then(|| Intent {
+            id: object_name(&f.meta.key).to_string(),
+            row: f.row.clone(),
+            runs: f
+                .meta
                 .provenance
                 .runs
                 .iter()
@@ -126,13 +134,7 @@ impl Pipeline {
                     }
                 })
                 .collect(),
-        });
-        let in_flight = InFlightFile {
-            meta,
-            row,
-            intent: intent.is_some(),
-        };
-        (in_flight, f.bytes, intent)
+        })
     }
 
     /// The store confirmed a file: account for it, add its audit row, release its batches.

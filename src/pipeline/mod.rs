@@ -135,8 +135,25 @@ pub struct InFlightFile {
     pub meta: FileMeta,
     /// Its audit row, but for `written_at_us` (filled in when durable).
     pub row: FileRow,
-    /// Whether an intent was recorded for it (ETL and quarantine files, with checkpoints on).
+    /// Whether an intent is recorded for it (ETL and quarantine files, with checkpoints on);
+    /// the intent itself is built when the file goes to the edge ([`Pipeline::intent_for`]),
+    /// so a file waiting in the outbox holds its runs once, not twice.
     pub intent: bool,
+}
+
+impl InFlightFile {
+    /// Memory its bookkeeping holds, itself included (the outbox counts it while it waits).
+    pub fn memory_bytes(&self) -> u64 {
+        let r = &self.row;
+        self.meta.memory_bytes()
+            + (std::mem::size_of::<InFlightFile>() - std::mem::size_of::<FileMeta>()) as u64
+            + [&r.run_id, &r.zone, &r.key, &r.crc32c, &r.positions]
+                .into_iter()
+                .chain(r.source.iter())
+                .chain(r.table.iter())
+                .map(|s| s.capacity() as u64)
+                .sum::<u64>()
+    }
 }
 
 /// Reusable per-record buffers (see `record`).
@@ -378,7 +395,7 @@ impl Pipeline {
         }
 
         self.counters.batches += 1;
-        let mem = self.buffers.memory_bytes();
+        let mem = self.memory_bytes();
         self.counters.memory_bytes = mem;
         self.counters.memory_bytes_peak = self.counters.memory_bytes_peak.max(mem);
         let row = FetchRow {

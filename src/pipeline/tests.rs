@@ -461,7 +461,8 @@ fn intents_of(h: &mut Harness, out: Vec<Output>) -> Vec<crate::delivery::Intent>
             _ => continue,
         };
         let zone = f.meta.zone;
-        let (_, _, intent) = h.pipe.in_flight(f);
+        let (file, _) = h.pipe.in_flight(f);
+        let intent = h.pipe.intent_for(&file);
         assert_eq!(
             intent.is_some(),
             matches!(zone, Zone::Etl | Zone::Quarantine),

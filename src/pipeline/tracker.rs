@@ -9,8 +9,10 @@
 //!
 //! Invariants: a batch id is opened once and released exactly as often as it was held; the
 //! durable position of a partition never decreases.
-//! Bounds: entries live from fetch until durable, so their number is bounded by what the
-//! buffers hold (at most one entry per batch of `batch_records`).
+//! Bounds: an entry lives from fetch until its batch and every batch before it are durable:
+//! while the store is down, that is every batch since. [`Tracker::memory_bytes`] counts them,
+//! and the core counts that in its memory budget (`buffer.memory_bytes_max`), so a long outage
+//! ends in backpressure, not in unbounded growth.
 
 use crate::source::Resume;
 use std::collections::{HashMap, VecDeque};
@@ -24,12 +26,21 @@ struct Partition {
     changed: bool,
 }
 
+/// Memory one tracked batch costs, at most: its entry in a partition's order (a `VecDeque`
+/// that may be up to twice its length) and in the holds map (hashbrown: a control byte, and a
+/// load factor of at most 7/8, so ~1.15x its entry; doubling when it grows, so up to 2x).
+pub const TRACKED_BATCH_BYTES: u64 =
+    2 * std::mem::size_of::<(u64, Resume)>() as u64 + 2 * (std::mem::size_of::<(u64, (usize, u32))>() as u64 + 1);
+
 #[derive(Debug, Default)]
 pub struct Tracker {
     partitions: Vec<Partition>,
     /// Batch id → (partition slot, holds).
     holds: HashMap<u64, (usize, u32)>,
     next_id: u64,
+    /// Batches in the partitions' orders, and the bytes of their cursors.
+    tracked: u64,
+    cursor_bytes: u64,
 }
 
 impl Tracker {
@@ -43,6 +54,8 @@ impl Tracker {
     pub fn open(&mut self, slot: usize, next: Resume) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        self.tracked += 1;
+        self.cursor_bytes += next.cursor.as_ref().map_or(0, |c| c.capacity() as u64);
         self.partitions[slot].order.push_back((id, next));
         self.holds.insert(id, (slot, 1));
         id
@@ -66,6 +79,8 @@ impl Tracker {
                 break;
             }
             let (_, next) = p.order.pop_front().expect("a front entry");
+            self.tracked -= 1;
+            self.cursor_bytes -= next.cursor.as_ref().map_or(0, |c| c.capacity() as u64);
             p.durable = Some(next);
             p.changed = true;
         }
@@ -91,6 +106,11 @@ impl Tracker {
     /// Batches not yet durable.
     pub fn open_batches(&self) -> usize {
         self.holds.len()
+    }
+
+    /// Memory the tracked batches cost, at most (see [`TRACKED_BATCH_BYTES`]).
+    pub fn memory_bytes(&self) -> u64 {
+        self.tracked * TRACKED_BATCH_BYTES + self.cursor_bytes
     }
 }
 
@@ -139,6 +159,36 @@ mod tests {
         t.release(c);
         assert_eq!(t.durable(p), Some(30));
         assert_eq!(t.open_batches(), 0);
+    }
+
+    #[test]
+    fn memory_counts_every_batch_until_the_prefix_before_it_is_durable() {
+        let mut t = Tracker::default();
+        let p = t.add_partition();
+        let first = t.open(p, at(1));
+        let rest: Vec<u64> = (2..=100)
+            .map(|i| {
+                t.open(
+                    p,
+                    Resume {
+                        position: i,
+                        cursor: Some(format!("{i:020}")),
+                    },
+                )
+            })
+            .collect();
+        for &id in &rest {
+            t.release(id);
+        }
+        // The first batch is still held (its file is not durable): all 100 stay tracked.
+        assert_eq!(t.open_batches(), 1);
+        assert!(
+            t.memory_bytes() >= 100 * TRACKED_BATCH_BYTES + 99 * 20,
+            "{}",
+            t.memory_bytes()
+        );
+        t.release(first);
+        assert_eq!(t.memory_bytes(), 0);
     }
 
     #[test]

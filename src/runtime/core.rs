@@ -4,27 +4,30 @@
 //! that is never borrowed across an `.await`):
 //! - one **partition task** per owned partition: fetch → `Pipeline::process_batch` →
 //!   dispatch outputs; it yields between batches, and waits when downstream is full
-//!   (backpressure: the sealed queue and the edge are bounded);
+//!   (backpressure: the memory budget, the sealed queue, a full outbox and spill);
 //! - one **encoder task**: sealed ETL buffers → Parquet, in chunks with yields between them,
 //!   so a large file never stalls the partitions for long;
-//! - one **ticker**: every [`TICK_INTERVAL`], seals what is due by age and flushes audit rows.
+//! - one **ticker**: every [`TICK_INTERVAL`], seals what is due by age and flushes audit rows;
+//! - one **pump**: hands the outbox's files, checkpoints and retirements to the I/O edge as it
+//!   takes them (reading parked files back in their turn), and applies its acknowledgements
+//!   (`super::outbox`).
 //!
 //! Drain (end of input, Ctrl-C/SIGTERM via the stop flag, or a failure elsewhere): partition
 //! tasks stop fetching; everything open is sealed and written; once every file is durable the
 //! audit rows are flushed, then the checkpoints; the core returns its counters and histograms.
 
 use super::clock::Clock;
-use super::edge::{Done, Job, IN_FLIGHT_JOBS_MAX};
+use super::edge::{Done, Job};
+use super::outbox::{Body, InFlight, Next, Outbox, Sent};
 use crate::buffer::spill::SpillDir;
 use crate::buffer::Sealed;
 use crate::load::parquet::{ParquetEncoder, ENCODE_CHUNK_ROWS};
-use crate::pipeline::{Checkpoints, InFlightFile, Output, Pipeline, Plan};
+use crate::pipeline::{Checkpoints, Output, Pipeline, Plan};
 use crate::source::{Fetch, FetchBatch, PartitionInfo, Source};
 use crate::telemetry::{Counters, Progress, StageHistograms, StageId};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
-use glommio::channels::local_channel::{self, LocalSender};
+use crossbeam_channel::{Receiver, Sender};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -75,22 +78,6 @@ pub struct CoreReport {
     pub fatal: bool,
 }
 
-enum InFlight {
-    File(Box<InFlightFile>),
-    /// The `(slot, next_position)`s the checkpoint write acknowledges.
-    Checkpoint(Vec<(usize, u64)>),
-    Retire,
-}
-
-/// This core's side of the edge: submissions and acknowledgements.
-struct Outbox {
-    core: usize,
-    jobs: Sender<Job>,
-    replies: Receiver<Done>,
-    in_flight: HashMap<u64, InFlight>,
-    next_token: u64,
-}
-
 /// State every task of the core holds.
 #[derive(Clone)]
 struct Ctx {
@@ -101,6 +88,8 @@ struct Ctx {
     fatal: Rc<Cell<bool>>,
     /// This core's spill directory (none: over budget, buffers are sealed early instead).
     spill: Option<Rc<SpillDir>>,
+    /// Wakes the outbox pump when something is submitted.
+    wake: Rc<LocalSender<()>>,
 }
 
 impl Ctx {
@@ -118,15 +107,15 @@ impl Ctx {
     /// acknowledgements will ever come.
     fn poll_acks(&self) -> bool {
         loop {
-            let done = match self.outbox.borrow().replies.try_recv() {
-                Ok(d) => d,
-                Err(crossbeam_channel::TryRecvError::Empty) => return true,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+            let acked = self.outbox.borrow_mut().ack();
+            let (done, item) = match acked {
+                Ok(Some(a)) => a,
+                Ok(None) => return true,
+                Err(()) => return false,
             };
-            let item = self.outbox.borrow_mut().in_flight.remove(&done.token);
             self.pipe.borrow_mut().counters.store_retries += u64::from(done.retries);
             match (done.result, item) {
-                (Ok(()), Some(InFlight::File(f))) => {
+                (Ok(()), InFlight::File(f)) => {
                     let mut pipe = self.pipe.borrow_mut();
                     pipe.hist.record(StageId::Write, done.write_ns);
                     if let Some(bytes) = done.bytes {
@@ -134,10 +123,9 @@ impl Ctx {
                     }
                     pipe.on_durable(*f);
                 }
-                (Ok(()), Some(InFlight::Checkpoint(slots))) => self.pipe.borrow_mut().checkpointed(&slots),
-                (Ok(()), Some(InFlight::Retire)) => {}
+                (Ok(()), InFlight::Checkpoint(slots)) => self.pipe.borrow_mut().checkpointed(&slots),
+                (Ok(()), InFlight::Retire) => {}
                 (Err(e), _) => self.fail(format!("store write failed, stopping the run: {e}"), true),
-                (Ok(()), None) => panic!("acknowledgement for unknown token {}", done.token),
             }
         }
     }
@@ -148,91 +136,112 @@ impl Ctx {
         self.pipe.borrow_mut().counters.backpressure_ns += ns;
     }
 
-    async fn submit(&self, job: impl FnOnce(usize, u64) -> Job, item: InFlight) {
-        let t0 = self.shared.clock.monotonic_ns();
-        let mut waited = false;
-        while self.outbox.borrow().in_flight.len() >= IN_FLIGHT_JOBS_MAX {
-            self.poll_acks();
-            waited = true;
-            glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
-        }
-        let (mut job, token) = {
-            let mut ob = self.outbox.borrow_mut();
-            let token = ob.next_token;
-            ob.next_token += 1;
-            ob.in_flight.insert(token, item);
-            (job(ob.core, token), token)
-        };
-        loop {
-            let sent = self.outbox.borrow().jobs.try_send(job);
-            match sent {
-                Ok(()) => {
-                    if waited {
-                        self.waited_since(t0);
-                    }
-                    return;
-                }
-                Err(TrySendError::Full(j)) => {
-                    job = j;
-                    waited = true;
-                    self.poll_acks();
-                    glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    self.outbox.borrow_mut().in_flight.remove(&token);
-                    self.fail("the I/O edge has stopped".into(), true);
-                    return;
-                }
-            }
-        }
+    fn wake_pump(&self) {
+        let _ = self.wake.try_send(()); // full: a wake-up is already pending
     }
 
+    /// Hand a file to the outbox: its bytes wait in memory while the outbox has room, else on
+    /// disk while the spill has room; else (backpressure) this task waits for the store.
     async fn submit_file(&self, file: crate::load::ReadyFile) {
-        let (in_flight, bytes, intent) = self.pipe.borrow().in_flight(file);
+        let (in_flight, mut bytes) = self.pipe.borrow().in_flight(file);
         let key = in_flight.meta.key.clone();
-        self.submit(
-            move |core, token| Job::Put {
-                core,
-                token,
-                key,
-                bytes,
-                intent: intent.map(Box::new),
-            },
-            InFlight::File(Box::new(in_flight)),
-        )
-        .await;
-    }
-
-    /// A checkpoint lands after every job submitted before it — above all the audit files
-    /// describing the data it covers: the edge runs jobs concurrently, so wait for them here.
-    async fn submit_checkpoint(&self, c: Checkpoints) {
+        // A file that will wait keeps only its bytes: a buffer sized for a full segment (RAW,
+        // sealed early by age) goes back to its writer rather than sit mostly empty, and resident.
+        if bytes.capacity() - bytes.len() > bytes.len() / 4 && self.outbox.borrow().would_wait() {
+            let exact = bytes.clone();
+            self.pipe
+                .borrow_mut()
+                .recycle(in_flight.meta.zone, std::mem::replace(&mut bytes, exact));
+        }
         let t0 = self.shared.clock.monotonic_ns();
-        let before = self.outbox.borrow().next_token;
         let mut waited = false;
-        loop {
-            let edge_alive = self.poll_acks();
-            if !self.outbox.borrow().in_flight.keys().any(|&t| t < before) {
-                break;
+        let meta = in_flight.memory_bytes();
+        let body = loop {
+            let (fits, may_park) = {
+                let ob = self.outbox.borrow();
+                (ob.fits_in_memory(bytes.len(), meta), ob.may_park(meta))
+            };
+            if fits {
+                break Body::Memory(bytes);
             }
-            if !edge_alive {
-                return; // nothing earlier will ever be confirmed: `settle` reports it
+            if let Some(spill) = self
+                .spill
+                .as_ref()
+                .filter(|s| may_park && s.has_room_to_park(bytes.len()))
+            {
+                match spill.park(&bytes).await {
+                    Ok(id) => {
+                        let mut pipe = self.pipe.borrow_mut();
+                        pipe.counters.files_parked += 1;
+                        pipe.counters.spill_bytes = spill.bytes();
+                        pipe.counters.spill_bytes_peak = pipe.counters.spill_bytes_peak.max(spill.bytes());
+                        break Body::Parked { id, len: bytes.len() };
+                    }
+                    Err(e) => {
+                        self.fail(format!("parking {key} on disk failed, stopping the run: {e}"), true);
+                        return;
+                    }
+                }
+            }
+            if !self.poll_acks() {
+                self.fail("the I/O edge has stopped".into(), true);
+                return;
             }
             waited = true;
             glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
-        }
+        };
         if waited {
             self.waited_since(t0);
         }
-        let Checkpoints { checkpoints, slots } = c;
-        self.submit(
-            move |core, token| Job::Checkpoint {
-                core,
-                token,
-                checkpoints,
-            },
-            InFlight::Checkpoint(slots),
-        )
-        .await;
+        self.outbox.borrow_mut().put(key, body, in_flight);
+        self.wake_pump();
+    }
+
+    /// Hand the outbox what it can send to the edge now, reading parked files back in their
+    /// turn. Returns whether anything moved.
+    async fn pump(&self) -> bool {
+        let mut moved = false;
+        loop {
+            let next = self.outbox.borrow_mut().next_step();
+            match next {
+                Next::Send(mut job) => {
+                    if let Job::Put { token, intent, .. } = &mut job {
+                        if intent.is_none() {
+                            let ob = self.outbox.borrow();
+                            let f = ob.file(*token).expect("a put's bookkeeping waits for its ack");
+                            *intent = self.pipe.borrow().intent_for(f).map(Box::new);
+                        }
+                    }
+                    let sent = self.outbox.borrow_mut().send(job);
+                    match sent {
+                        Sent::Yes => moved = true,
+                        Sent::Full => return moved,
+                        Sent::Gone => {
+                            self.fail("the I/O edge has stopped".into(), true);
+                            return moved;
+                        }
+                    }
+                }
+                Next::Unpark { token, id, len } => {
+                    let spill = self.spill.as_ref().expect("a parked file implies a spill directory");
+                    match spill.unpark(id, len).await {
+                        Ok(bytes) => {
+                            self.outbox.borrow_mut().unparked(token, bytes);
+                            self.pipe.borrow_mut().counters.spill_bytes = spill.bytes();
+                            moved = true;
+                        }
+                        Err(e) => {
+                            self.fail(
+                                format!("reading back a parked file failed, stopping the run: {e}"),
+                                true,
+                            );
+                            return moved;
+                        }
+                    }
+                }
+                Next::Wait => return moved,
+            }
+        }
     }
 
     /// Send outputs on their way. `sealed` is the encoder's queue; without it (after the
@@ -253,10 +262,13 @@ impl Ctx {
                     }
                 }
                 Output::File(f) => self.submit_file(f).await,
-                Output::Checkpoint(c) => self.submit_checkpoint(c).await,
+                Output::Checkpoint(Checkpoints { checkpoints, slots }) => {
+                    self.outbox.borrow_mut().checkpoint(checkpoints, slots);
+                    self.wake_pump();
+                }
                 Output::Retire(ids) => {
-                    self.submit(move |core, token| Job::Retire { core, token, ids }, InFlight::Retire)
-                        .await
+                    self.outbox.borrow_mut().retire(ids);
+                    self.wake_pump();
                 }
             }
         }
@@ -359,7 +371,7 @@ impl Ctx {
     async fn settle(&self) {
         loop {
             let edge_alive = self.poll_acks();
-            let pending = self.outbox.borrow().in_flight.len();
+            let pending = self.outbox.borrow().unacked();
             if pending == 0 {
                 return;
             }
@@ -379,7 +391,7 @@ impl Ctx {
     /// Counters and histograms for the admin endpoint, if it runs (on the tick, not per batch).
     fn publish_snapshot(&self) {
         let mut pipe = self.pipe.borrow_mut();
-        pipe.counters.memory_bytes = pipe.buffers().memory_bytes();
+        pipe.counters.memory_bytes = pipe.memory_bytes();
         let p = &self.shared.progress[pipe.core];
         if self.shared.snapshots {
             p.publish_snapshot(&pipe.counters, &pipe.hist);
@@ -540,6 +552,25 @@ async fn encoder_task(ctx: Ctx, rx: local_channel::LocalReceiver<(Sealed, String
     }
 }
 
+/// The outbox's pump: hands submissions to the edge as it takes them, and applies its
+/// acknowledgements. Polls while anything is unacknowledged; otherwise sleeps until woken.
+async fn pump_task(ctx: Ctx, wake: LocalReceiver<()>, pumping: Rc<Cell<bool>>) {
+    loop {
+        let alive = ctx.poll_acks();
+        let moved = ctx.pump().await;
+        if !alive {
+            return; // nothing more will be acknowledged: whoever waits reports it
+        }
+        if moved {
+            glommio::executor().yield_if_needed().await;
+        } else if ctx.outbox.borrow().busy() {
+            glommio::timer::sleep(EDGE_POLL_INTERVAL).await;
+        } else if !pumping.get() || wake.recv().await.is_none() {
+            return;
+        }
+    }
+}
+
 /// Run one core until its partitions are done or the stop flag is set, then drain.
 pub async fn run(
     core: usize,
@@ -550,6 +581,7 @@ pub async fn run(
     discovered: Receiver<Assigned>,
 ) -> CoreReport {
     let pipe = Pipeline::new(shared.plan.clone(), core, shared.clock.clone());
+    let (wake_tx, wake_rx) = local_channel::new_bounded(1);
     let plan = &shared.plan;
     let spill = match &plan.spill_dir {
         Some(root) => match SpillDir::new(root, core, &plan.run_id, plan.spill_bytes_max) {
@@ -567,17 +599,14 @@ pub async fn run(
     let ctx = Ctx {
         shared: shared.clone(),
         pipe: Rc::new(RefCell::new(pipe)),
-        outbox: Rc::new(RefCell::new(Outbox {
-            core,
-            jobs,
-            replies,
-            in_flight: HashMap::new(),
-            next_token: 0,
-        })),
+        outbox: Rc::new(RefCell::new(Outbox::new(core, jobs, replies))),
         errors: Rc::new(RefCell::new(Vec::new())),
         fatal: Rc::new(Cell::new(false)),
         spill,
+        wake: Rc::new(wake_tx),
     };
+    let pumping = Rc::new(Cell::new(true));
+    let pump = glommio::spawn_local(pump_task(ctx.clone(), wake_rx, pumping.clone()));
     let (sealed_tx, sealed_rx) = local_channel::new_bounded(SEALED_QUEUE_MAX);
     let sealed_tx = Rc::new(sealed_tx);
     let encoder = glommio::spawn_local(encoder_task(ctx.clone(), sealed_rx));
@@ -652,6 +681,9 @@ pub async fn run(
     ctx.pipe.borrow_mut().retire_drained(&mut out);
     ctx.dispatch(&mut out, None).await;
     ctx.settle().await;
+    pumping.set(false);
+    ctx.wake_pump();
+    pump.await;
     ctx.publish_snapshot();
 
     let mut pipe = ctx.pipe.borrow_mut();

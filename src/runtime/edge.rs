@@ -16,8 +16,9 @@
 //! configured window (`lake.retry_for_ms`) — a store outage is ridden out while the buffers
 //! spill and the sources slow down; then the job fails and the core stops the run.
 //!
-//! Bounds: a core has at most [`IN_FLIGHT_JOBS_MAX`] jobs outstanding, and its reply queue has
-//! exactly that capacity, so the edge never blocks on a reply.
+//! Bounds: a core has at most [`IN_FLIGHT_JOBS_MAX`] jobs at the edge (its outbox,
+//! `runtime::outbox`, holds the rest), and its reply queue has exactly that capacity, so the
+//! edge never blocks on a reply.
 
 use crate::delivery::{Intent, IntentStore};
 use crate::store::checkpoint::{Checkpoint, CheckpointStore};

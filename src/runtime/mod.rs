@@ -15,6 +15,7 @@ pub mod clock;
 pub mod core;
 pub mod edge;
 pub mod nudge;
+pub mod outbox;
 pub mod placement;
 
 use crate::config::CoresConfig;

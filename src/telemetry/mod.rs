@@ -132,17 +132,20 @@ pub struct Counters {
     /// Requests a push source (the HTTP receiver) answered 200, and refused (4xx/5xx).
     pub requests_accepted: u64,
     pub requests_refused: u64,
-    /// Time tasks waited for downstream (a full encoder queue, the store's in-flight bound,
+    /// Time tasks waited for downstream (a full encoder queue, a full outbox and spill,
     /// the buffer memory budget).
     pub backpressure_ns: u64,
     /// Ring segments spilled to disk and read back.
     pub spill_writes: u64,
     pub spill_reads: u64,
+    /// Finished files parked on disk while the store was slow or down (`runtime::outbox`).
+    pub files_parked: u64,
     /// Highest bytes of buffered records in memory, and of spill files on disk (per core;
     /// summed over cores in a report).
     pub memory_bytes_peak: u64,
     pub spill_bytes_peak: u64,
-    /// Bytes of buffered records in memory and of spill files on disk now (per core; summed).
+    /// Bytes of buffered records in memory, and of spill and parked files on disk, now (per
+    /// core; summed).
     pub memory_bytes: u64,
     pub spill_bytes: u64,
     /// Store writes retried by the I/O edge (throttling, 5xx, timeouts), per retry.
@@ -173,6 +176,7 @@ impl Counters {
         self.backpressure_ns += o.backpressure_ns;
         self.spill_writes += o.spill_writes;
         self.spill_reads += o.spill_reads;
+        self.files_parked += o.files_parked;
         self.memory_bytes_peak += o.memory_bytes_peak;
         self.spill_bytes_peak += o.spill_bytes_peak;
         self.memory_bytes += o.memory_bytes;

@@ -127,14 +127,15 @@ impl RunReport {
             thousands(self.records_per_s() as u64)
         ));
         s.push_str(&format!(
-            "  waiting     {:.2} s of task time blocked on downstream (encoder queue, store in-flight bound, memory budget)\n",
+            "  waiting     {:.2} s of task time blocked on downstream (encoder queue, full outbox and spill, memory budget)\n",
             c.backpressure_ns as f64 / 1e9
         ));
         s.push_str(&format!(
-            "  buffers     peak {} in memory   spill: {} segments written, {} read back, peak {} on disk\n",
+            "  buffers     peak {} in memory   spill: {} segments written, {} read back, {} files parked, peak {} on disk\n",
             bytes_human(c.memory_bytes_peak),
             thousands(c.spill_writes),
             thousands(c.spill_reads),
+            thousands(c.files_parked),
             bytes_human(c.spill_bytes_peak)
         ));
         if c.store_retries > 0 || self.store_sdk_retries > 0 {

@@ -168,18 +168,6 @@ pub fn wait_for(what: &str, timeout: std::time::Duration, mut cond: impl FnMut()
 /// (partitions, records, rate, bad ratio), 200 ms RAW/quarantine/audit intervals, and `buffer`
 /// as the `[buffer]` section.
 pub fn write_kill_test_config(path: &Path, lake: &str, state: &Path, gen: (u64, u64, u32, f64), buffer: &str) {
-    write_kill_test_config_raw(path, lake, state, gen, buffer, "");
-}
-
-/// [`write_kill_test_config`] with `raw` appended to the `[raw]` section.
-pub fn write_kill_test_config_raw(
-    path: &Path,
-    lake: &str,
-    state: &Path,
-    gen: (u64, u64, u32, f64),
-    buffer: &str,
-    raw: &str,
-) {
     let (partitions, records, rate, bad) = gen;
     std::fs::write(
         path,
@@ -212,7 +200,6 @@ event_time_late_max_s = 315360000
 segment_interval_ms = 200
 segment_bytes_max = 4194304
 memory_bytes_max = 16777216
-{raw}
 [quarantine]
 interval_ms = 200
 [audit]

@@ -145,11 +145,20 @@ fn rate_and_duration_bounds_follow_the_clock() {
     clock.advance_ns(10_000_000); // 10 ms at 1000/s for this partition: 10 records
     assert_eq!(r.fetch(&mut batch, 100, &clock).unwrap(), Fetch::Records);
     assert_eq!(batch.records.len(), 10);
+    // One record is due after another millisecond, but a batch is 10 ms' worth: wait 9 more.
+    clock.advance_ns(1_000_000);
+    match r.fetch(&mut batch, 100, &clock).unwrap() {
+        Fetch::Idle(wait) => assert!((wait.as_secs_f64() - 0.009).abs() < 1e-6, "{wait:?}"),
+        other => panic!("{other:?}"),
+    }
+    clock.advance_ns(9_000_000);
+    assert_eq!(r.fetch(&mut batch, 100, &clock).unwrap(), Fetch::Records);
+    assert_eq!(batch.records.len(), 10);
     assert!(matches!(r.fetch(&mut batch, 100, &clock).unwrap(), Fetch::Idle(_)));
     clock.advance_ns(500_000_000);
     r.fetch(&mut batch, 100_000, &clock).unwrap();
     assert_eq!(batch.records.len(), 500);
-    clock.advance_ns(490_000_000);
+    clock.advance_ns(480_000_000);
     assert_eq!(
         r.fetch(&mut batch, 100_000, &clock).unwrap(),
         Fetch::End,
