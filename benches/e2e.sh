@@ -7,7 +7,9 @@
 #   file-no-fsync the same file with lake.fsync = false (baseline: what durability costs)
 #   embedded-spill the embedded default with a 16 MiB ring budget per core: most records spill
 #   embedded-s3   the embedded default into a local S3-compatible server (s3s-fs on
-#                 127.0.0.1, objects on the same disk) instead of the local directory
+#                 127.0.0.1, objects on the same disk) instead of the local directory, uploads
+#                 with lake.s3.payload_signing = "never" (the default over HTTPS, as on AWS)
+#   embedded-s3-signed  the same with payload signing (the default over plain HTTP)
 #   *-baseline    with BASELINE_BIN set (another build of sluicegate, e.g. an older commit):
 #                 embedded and file through that binary, interleaved with the runs above
 # Usage: benches/e2e.sh [RUNS] (default 3). Writes under $WORK (default /tmp/sluicegate-bench).
@@ -67,7 +69,8 @@ TOML
 
 # The embedded default as written out in examples/, with its [lake] pointed at the S3 server.
 { printf '[lake.s3]\nbucket = "lake"\nregion = "us-east-1"\nendpoint = "http://127.0.0.1:18099"\npath_style = true\n'
-  grep -v '^\[lake\]$\|^dir = ' examples/embedded-default.toml; } > "$WORK/embedded-s3.toml"
+  grep -v '^\[lake\]$\|^dir = ' examples/embedded-default.toml; } > "$WORK/embedded-s3-signed.toml"
+sed 's/^path_style = true$/path_style = true\npayload_signing = "never"/' "$WORK/embedded-s3-signed.toml" > "$WORK/embedded-s3.toml"
 S3S_FS="${S3S_FS:-$(command -v s3s-fs || echo "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs")}"
 mkdir -p "$WORK/s3/lake"
 "$S3S_FS" --host 127.0.0.1 --port 18099 --access-key bench --secret-key bench-secret "$WORK/s3" \
@@ -79,7 +82,7 @@ export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADA
 rate() { grep -o '[0-9,]* records/s' | tr -d ', records/s'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A results
-variants=(embedded file file-no-raw file-no-fsync embedded-spill embedded-s3)
+variants=(embedded file file-no-raw file-no-fsync embedded-spill embedded-s3 embedded-s3-signed)
 [ -n "${BASELINE_BIN:-}" ] && variants+=(embedded-baseline file-baseline)
 for i in $(seq "$RUNS"); do
     rm -rf "$WORK/lake"
@@ -88,8 +91,10 @@ for i in $(seq "$RUNS"); do
         rm -rf "$WORK/lake" "$WORK/spill"
         results[$v]+="$("$BIN" run --no-progress --config "$WORK/$v.toml" | rate) "
     done
-    rm -rf "$WORK/s3/lake" && mkdir -p "$WORK/s3/lake"
-    results[embedded-s3]+="$("$BIN" run --no-progress --config "$WORK/embedded-s3.toml" | rate) "
+    for v in embedded-s3 embedded-s3-signed; do
+        rm -rf "$WORK/s3/lake" && mkdir -p "$WORK/s3/lake"
+        results[$v]+="$("$BIN" run --no-progress --config "$WORK/$v.toml" | rate) "
+    done
     if [ -n "${BASELINE_BIN:-}" ]; then
         rm -rf "$WORK/lake"
         results[embedded-baseline]+="$("$BASELINE_BIN" run --no-progress --lake "$WORK/lake" | rate) "

@@ -3,7 +3,7 @@
 
 mod support;
 
-use sluicegate::config::{S3Config, Sse};
+use sluicegate::config::{PayloadSigning, S3Config, Sse};
 use sluicegate::source::generator::event::{BadKind, Expected};
 use sluicegate::store::s3::S3Store;
 use sluicegate::store::ObjectStore;
@@ -71,6 +71,24 @@ fn the_s3_store_puts_single_and_multipart_objects_and_classifies_errors() {
     assert!(store.get("etl/c/sse-big.parquet").unwrap().unwrap() == big);
     assert_eq!(store.list("etl/c/").unwrap().len(), 2);
 
+    // Unsigned payloads (`UNSIGNED-PAYLOAD`, the default over HTTPS): the server takes single
+    // and multipart uploads with their CRC32C, and the objects read back whole.
+    let unsigned = store_for(&server, |c| {
+        c.payload_signing = PayloadSigning::Never;
+        c.multipart_threshold_bytes = 5 << 20;
+        c.part_bytes = 5 << 20;
+    });
+    assert!(
+        !unsigned.signs_payload() && store.signs_payload(),
+        "auto signs over plain HTTP"
+    );
+    unsigned.put("etl/d/unsigned.parquet", b"not hashed").unwrap();
+    unsigned
+        .put_shared("etl/d/unsigned-big.parquet", &bytes::Bytes::from(big.clone()))
+        .unwrap();
+    assert_eq!(store.get("etl/d/unsigned.parquet").unwrap().unwrap(), b"not hashed");
+    assert!(store.get("etl/d/unsigned-big.parquet").unwrap().unwrap() == big);
+
     // Nothing left open: aborting partial uploads of a complete key leaves the object alone.
     store.abort_partial("etl/b/big.parquet").unwrap();
     assert!(store.exists("etl/b/big.parquet").unwrap());
@@ -87,6 +105,17 @@ fn the_s3_store_puts_single_and_multipart_objects_and_classifies_errors() {
     let bad = S3Store::with_credentials(&c, Some((ACCESS_KEY, "wrong"))).unwrap();
     let e = bad.put("etl/x", b"x").unwrap_err();
     assert!(!e.retryable, "{e}");
+    assert!(e.to_string().contains("HTTP 403"), "{e}");
+    // The same without payload signing: the rest of the request is still signed.
+    let bad = S3Store::with_credentials(
+        &S3Config {
+            payload_signing: PayloadSigning::Never,
+            ..c.clone()
+        },
+        Some((ACCESS_KEY, "wrong")),
+    )
+    .unwrap();
+    let e = bad.put("etl/x", b"x").unwrap_err();
     assert!(e.to_string().contains("HTTP 403"), "{e}");
 
     // A server that is down: connection refused is retryable (the edge rides it out).
