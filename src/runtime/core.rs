@@ -5,8 +5,8 @@
 //! - one **partition task** per owned partition: fetch → `Pipeline::process_batch` →
 //!   dispatch outputs; it yields between batches, and waits when downstream is full
 //!   (backpressure: the memory budget, the sealed queue, a full outbox and spill);
-//! - one **encoder task**: sealed ETL buffers → Parquet, in chunks with yields between them,
-//!   so a large file never stalls the partitions for long;
+//! - one **encoder task** (`super::encoder`): sealed ETL buffers → Parquet, in chunks with
+//!   yields between them, so a large file never stalls the partitions for long;
 //! - one **ticker**: every [`TICK_INTERVAL`], seals what is due by age and flushes audit rows;
 //! - one **pump**: hands the outbox's files, checkpoints and retirements to the I/O edge as it
 //!   takes them (reading parked files back in their turn), and applies its acknowledgements
@@ -21,7 +21,6 @@ use super::edge::{Done, Job};
 use super::outbox::{Body, InFlight, Next, Outbox, Sent};
 use crate::buffer::spill::SpillDir;
 use crate::buffer::Sealed;
-use crate::load::parquet::{ParquetEncoder, ENCODE_CHUNK_ROWS};
 use crate::pipeline::{Checkpoints, Output, Pipeline, Plan};
 use crate::source::{Fetch, FetchBatch, PartitionInfo, Source};
 use crate::telemetry::{Counters, Progress, StageHistograms, StageId};
@@ -80,9 +79,9 @@ pub struct CoreReport {
 
 /// State every task of the core holds.
 #[derive(Clone)]
-struct Ctx {
-    shared: Arc<Shared>,
-    pipe: Rc<RefCell<Pipeline>>,
+pub(super) struct Ctx {
+    pub(super) shared: Arc<Shared>,
+    pub(super) pipe: Rc<RefCell<Pipeline>>,
     outbox: Rc<RefCell<Outbox>>,
     errors: Rc<RefCell<Vec<String>>>,
     fatal: Rc<Cell<bool>>,
@@ -93,7 +92,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn fail(&self, message: String, fatal: bool) {
+    pub(super) fn fail(&self, message: String, fatal: bool) {
         tracing::error!(core = self.pipe.borrow().core, error = %message, "core failed");
         self.errors.borrow_mut().push(message);
         if fatal {
@@ -142,7 +141,7 @@ impl Ctx {
 
     /// Hand a file to the outbox: its bytes wait in memory while the outbox has room, else on
     /// disk while the spill has room; else (backpressure) this task waits for the store.
-    async fn submit_file(&self, file: crate::load::ReadyFile) {
+    pub(super) async fn submit_file(&self, file: crate::load::ReadyFile) {
         let (in_flight, mut bytes) = self.pipe.borrow().in_flight(file);
         let key = in_flight.meta.key.clone();
         // A file that will wait keeps only its bytes: a buffer sized for a full segment (RAW,
@@ -333,7 +332,7 @@ impl Ctx {
 
     /// Read back the window of a spilled segment that holds `run` (locations in one segment,
     /// in order), if the ring needs it.
-    async fn read_back(&self, run: &[crate::buffer::ring::Loc]) -> Result<(), String> {
+    pub(super) async fn read_back(&self, run: &[crate::buffer::ring::Loc]) -> Result<(), String> {
         let seg = run[0].seg;
         if !self.pipe.borrow().buffers().ring().needs_readback(seg) {
             return Ok(());
@@ -482,76 +481,6 @@ async fn partition_task(
     reader.wants_checkpoints().then_some((slot, reader))
 }
 
-async fn encoder_task(ctx: Ctx, rx: local_channel::LocalReceiver<(Sealed, String)>) {
-    let clock = ctx.shared.clock.clone();
-    while let Some((sealed, key)) = rx.recv().await {
-        let table = &ctx.shared.plan.tables[sealed.key.table as usize];
-        // Busy time only: the time other tasks run while this one yields is not encoding.
-        let mut busy_ns = 0;
-        let rows = sealed.records();
-        let mut cols = ctx
-            .pipe
-            .borrow()
-            .buffers()
-            .columns(sealed.key.table, ENCODE_CHUNK_ROWS.min(rows));
-        let mut consumed = 0;
-        let encoded = (async {
-            let mut enc: Option<ParquetEncoder> = None;
-            let mut off = 0;
-            while off < rows {
-                let t = clock.monotonic_ns();
-                let n = ENCODE_CHUNK_ROWS.min(rows - off);
-                let next = ENCODE_CHUNK_ROWS.min(rows - off - n);
-                for run in sealed.locs[off..off + n].chunk_by(|a, b| a.seg == b.seg) {
-                    let seg = run[0].seg;
-                    if let Err(e) = ctx.read_back(run).await {
-                        return Err(crate::load::parquet::EncodeError(format!(
-                            "reading spilled segment {seg}: {e}"
-                        )));
-                    }
-                    // The run's records are in Arrow now: give their ring space back at once.
-                    let mut pipe = ctx.pipe.borrow_mut();
-                    pipe.buffers()
-                        .append_rows(run, &mut cols)
-                        .map_err(|e| crate::load::parquet::EncodeError(format!("spilled segment {seg}: {e}")))?;
-                    pipe.consume(run);
-                    pipe.buffers_mut().ring_mut().evict_readback(seg);
-                    consumed += run.len();
-                }
-                let chunk = cols.finish(next);
-                let enc = match &mut enc {
-                    Some(e) => e,
-                    None => {
-                        let props = crate::load::parquet::props_for_batch(&table.writer_props, &chunk);
-                        enc.insert(ParquetEncoder::try_new(table.arrow_schema.clone(), props)?)
-                    }
-                };
-                enc.write(&chunk)?;
-                off += n;
-                busy_ns += clock.monotonic_ns() - t;
-                glommio::executor().yield_if_needed().await;
-            }
-            let t = clock.monotonic_ns();
-            let bytes = enc.expect("a sealed buffer holds at least one record").finish();
-            busy_ns += clock.monotonic_ns() - t;
-            bytes
-        })
-        .await;
-        ctx.pipe.borrow_mut().consume(&sealed.locs[consumed..]);
-        match encoded {
-            Ok(bytes) => {
-                let file = {
-                    let mut pipe = ctx.pipe.borrow_mut();
-                    pipe.hist.record(StageId::Encode, busy_ns);
-                    pipe.etl_file(sealed, key, bytes)
-                };
-                ctx.submit_file(file).await;
-            }
-            Err(e) => ctx.fail(format!("{key}: {e}"), true),
-        }
-    }
-}
-
 /// The outbox's pump: hands submissions to the edge as it takes them, and applies its
 /// acknowledgements. Polls while anything is unacknowledged; otherwise sleeps until woken.
 async fn pump_task(ctx: Ctx, wake: LocalReceiver<()>, pumping: Rc<Cell<bool>>) {
@@ -609,7 +538,7 @@ pub async fn run(
     let pump = glommio::spawn_local(pump_task(ctx.clone(), wake_rx, pumping.clone()));
     let (sealed_tx, sealed_rx) = local_channel::new_bounded(SEALED_QUEUE_MAX);
     let sealed_tx = Rc::new(sealed_tx);
-    let encoder = glommio::spawn_local(encoder_task(ctx.clone(), sealed_rx));
+    let encoder = glommio::spawn_local(super::encoder::encoder_task(ctx.clone(), sealed_rx));
 
     let start = {
         let (ctx, tx) = (ctx.clone(), sealed_tx.clone());

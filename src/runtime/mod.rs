@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod core;
 pub mod edge;
+mod encoder;
 pub mod nudge;
 pub mod outbox;
 pub mod placement;
