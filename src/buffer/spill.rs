@@ -244,13 +244,13 @@ impl SpillDir {
 
     /// Whether a parked file of `len` bytes fits under the budget.
     pub fn has_room_to_park(&self, len: usize) -> bool {
-        self.bytes.get() + len.next_multiple_of(ALIGN) as u64 <= self.bytes_max
+        self.bytes.get() + parked_len(len) as u64 <= self.bytes_max
     }
 
     /// Park a finished lake file on disk (one DMA write, no sync: see the module comment);
     /// returns its id. The caller checked [`Self::has_room_to_park`].
     pub async fn park(&self, bytes: &[u8]) -> io::Result<u64> {
-        let total = bytes.len().next_multiple_of(ALIGN).max(ALIGN);
+        let total = parked_len(bytes.len());
         let id = self.next_park.get();
         self.next_park.set(id + 1);
         let path = self.parked_path(id);
@@ -273,7 +273,7 @@ impl SpillDir {
 
     /// Read parked file `id` of `len` bytes back into memory and delete it.
     pub async fn unpark(&self, id: u64, len: usize) -> io::Result<Vec<u8>> {
-        let total = len.next_multiple_of(ALIGN).max(ALIGN);
+        let total = parked_len(len);
         let path = self.parked_path(id);
         let file = DmaFile::open(&path).await.map_err(gerr)?;
         let rr = file.read_at_aligned(0, total).await.map_err(gerr)?;
@@ -290,6 +290,11 @@ impl SpillDir {
         self.bytes.set(self.bytes.get() - total as u64);
         Ok(bytes)
     }
+}
+
+/// Bytes a parked file of `len` bytes takes on disk (DMA alignment; never empty).
+fn parked_len(len: usize) -> usize {
+    len.next_multiple_of(ALIGN).max(ALIGN)
 }
 
 fn gerr<T>(e: glommio::GlommioError<T>) -> io::Error {
