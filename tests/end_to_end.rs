@@ -9,7 +9,6 @@ use sluicegate::config::{Config, Encryption, FileConfig, Framing};
 use sluicegate::extract::timestamp::{dt_hr, hour_bucket, parse_rfc3339};
 use sluicegate::runtime::clock::FixedWallClock;
 use sluicegate::source::generator::event::Expected;
-use sluicegate::source::Source;
 use sluicegate::Engine;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -140,29 +139,8 @@ fn every_record_lands_exactly_once_in_its_zone_and_the_audit_accounts_for_it() {
     assert!(rules.len() >= 10, "{rules:?}");
 
     // RAW: every payload exactly as received, readable by the file source.
-    let replay = sluicegate::source::file::FileSource::try_new(
-        "replay",
-        &FileConfig {
-            paths: vec![lake.join("raw")],
-            framing: Framing::Auto,
-            split_bytes: 1 << 30,
-        },
-    )
-    .unwrap();
     let mut raw_payloads = Vec::new();
-    for p in replay.partitions().unwrap() {
-        let mut r = replay.open(&p, None).unwrap();
-        let mut batch = sluicegate::source::FetchBatch::default();
-        loop {
-            let kind = r
-                .fetch(&mut batch, 1000, &sluicegate::runtime::clock::SystemClock)
-                .unwrap();
-            raw_payloads.extend(batch.records.iter().map(|x| batch.payload(x).to_vec()));
-            if kind == sluicegate::source::Fetch::End {
-                break;
-            }
-        }
-    }
+    for_each_raw_payload(&lake, |p| raw_payloads.push(p.to_vec()));
     let mut want: Vec<&Vec<u8>> = sent.values().map(|v| &v.0).collect();
     let mut got: Vec<&Vec<u8>> = raw_payloads.iter().collect();
     want.sort();

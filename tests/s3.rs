@@ -289,39 +289,20 @@ fn rss_bytes(pid: u32) -> u64 {
     kb << 10
 }
 
-/// Hashes of every payload in the RAW zone, read back through the `file` source.
+/// Hashes of every payload in the RAW zone.
 fn raw_payload_hashes(lake: &Path) -> HashSet<u64> {
-    use sluicegate::config::{FileConfig, Framing};
-    use sluicegate::source::Source;
-    use std::hash::{Hash, Hasher};
-    let replay = sluicegate::source::file::FileSource::try_new(
-        "replay",
-        &FileConfig {
-            paths: vec![lake.join("raw")],
-            framing: Framing::Auto,
-            split_bytes: 1 << 30,
-        },
-    )
-    .unwrap();
     let mut out = HashSet::new();
-    for p in replay.partitions().unwrap() {
-        let mut r = replay.open(&p, None).unwrap();
-        let mut batch = sluicegate::source::FetchBatch::default();
-        loop {
-            let kind = r
-                .fetch(&mut batch, 1000, &sluicegate::runtime::clock::SystemClock)
-                .unwrap();
-            for x in &batch.records {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                batch.payload(x).hash(&mut h);
-                out.insert(h.finish());
-            }
-            if kind == sluicegate::source::Fetch::End {
-                break;
-            }
-        }
-    }
+    for_each_raw_payload(lake, |p| {
+        out.insert(payload_hash(p));
+    });
     out
+}
+
+fn payload_hash(p: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    p.hash(&mut h);
+    h.finish()
 }
 
 #[test]
@@ -416,10 +397,10 @@ fn a_60_second_s3_outage_is_ridden_out_in_bounded_memory_with_nothing_lost_or_du
     let raw = raw_payload_hashes(&server.bucket_dir());
     for p in 0..partitions {
         for seq in 0..records / partitions {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            gen.record(p, seq).0.hash(&mut h);
-            assert!(raw.contains(&h.finish()), "record ({p}, {seq}) is not in the RAW zone");
+            assert!(
+                raw.contains(&payload_hash(&gen.record(p, seq).0)),
+                "record ({p}, {seq}) is not in the RAW zone"
+            );
         }
     }
 }

@@ -36,6 +36,18 @@ pub struct FileRow {
     pub written_at_us: i64,
 }
 
+impl FileRow {
+    /// Heap bytes of its strings.
+    pub fn text_bytes(&self) -> u64 {
+        [&self.run_id, &self.zone, &self.key, &self.crc32c, &self.positions]
+            .into_iter()
+            .chain(self.source.iter())
+            .chain(self.table.iter())
+            .map(|s| s.capacity() as u64)
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchRow {
     pub run_id: String,
@@ -189,12 +201,7 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn add_file(&mut self, row: FileRow, now_ns: u64) {
         self.oldest_ns.get_or_insert(now_ns);
-        self.text_bytes += [&row.run_id, &row.zone, &row.key, &row.crc32c, &row.positions]
-            .into_iter()
-            .chain(row.source.iter())
-            .chain(row.table.iter())
-            .map(|s| s.capacity() as u64)
-            .sum::<u64>();
+        self.text_bytes += row.text_bytes();
         self.files.push(row);
     }
 

@@ -19,7 +19,8 @@
 //!
 //! Bounds: records in memory are bounded by the ring's budget, which the core enforces before
 //! each fetch ([`BufferSet::over_budget`], [`BufferSet::relieve`]); index memory is
-//! `size_of::<Loc>()` bytes per buffered record, counted in the budget.
+//! `size_of::<Loc>()` bytes per buffered record, counted in the budget, and so is whatever else
+//! the caller counts in it (the pipeline's tracked batches and unflushed audit rows).
 
 pub mod recover;
 pub mod ring;
@@ -172,9 +173,10 @@ impl BufferSet {
         self.ring.bytes() + self.records * std::mem::size_of::<Loc>() as u64
     }
 
-    /// Whether the core must stop admitting records until [`Self::relieve`] has freed memory.
-    pub fn over_budget(&self) -> bool {
-        self.memory_bytes() >= self.policy.memory_bytes_max
+    /// Whether the core must stop admitting records until [`Self::relieve`] has freed memory,
+    /// with `other_bytes` of the caller's own bookkeeping counted in the same budget.
+    pub fn over_budget(&self, other_bytes: u64) -> bool {
+        self.memory_bytes() + other_bytes >= self.policy.memory_bytes_max
     }
 
     pub fn open_partitions(&self) -> usize {
@@ -475,7 +477,7 @@ mod tests {
         let mut n = 0;
         // Hour 1 gets one record early, hour 2 everything after: hour 1 pins the first segment.
         b.append(key(1), &row(-1), &refs(), 0, at(0), 0);
-        while !b.over_budget() {
+        while !b.over_budget(0) {
             b.append(key(2), &row(n), &refs(), 0, at(1), 0);
             n += 1;
         }
@@ -484,7 +486,7 @@ mod tests {
         assert_eq!(keys, vec![key(1), key(2)], "both hold records of the oldest segment");
         assert_eq!(numbers(&b, &relieved[0]), vec![-1]);
         assert_eq!(numbers(&b, &relieved[1]).len() as i64, n);
-        assert!(b.over_budget(), "nothing is freed before the encoder is done");
+        assert!(b.over_budget(0), "nothing is freed before the encoder is done");
         for s in &relieved {
             b.consume(&s.locs);
         }
@@ -492,7 +494,7 @@ mod tests {
             b.memory_bytes() <= ring::SEGMENT_BYTES as u64,
             "only the active segment is left"
         );
-        assert!(!b.over_budget());
+        assert!(!b.over_budget(0));
         assert!(b.relieve().is_empty());
     }
 

@@ -182,17 +182,7 @@ impl SpillDir {
     pub async fn write(&self, header: &SpillHeader, records: &[u8]) -> io::Result<()> {
         let head = header.encode();
         let total = file_len(head.len(), records.len());
-        let path = self.path(header.segment);
-        let file = DmaFile::create(&path).await.map_err(gerr)?;
-        let mut buf = file.alloc_dma_buffer(total);
-        lay_out(&head, records, buf.as_bytes_mut());
-        let written = file.write_at(buf, 0).await.map_err(gerr)?;
-        if written != total {
-            return Err(io::Error::other(format!(
-                "{}: short write {written} of {total}",
-                path.display()
-            )));
-        }
+        let file = create_written(&self.path(header.segment), total, |out| lay_out(&head, records, out)).await?;
         file.fdatasync().await.map_err(gerr)?;
         file.close().await.map_err(gerr)?;
         let dir = glommio::io::Directory::open(&self.dir).await.map_err(gerr)?;
@@ -253,20 +243,12 @@ impl SpillDir {
         let total = parked_len(bytes.len());
         let id = self.next_park.get();
         self.next_park.set(id + 1);
-        let path = self.parked_path(id);
-        let file = DmaFile::create(&path).await.map_err(gerr)?;
-        let mut buf = file.alloc_dma_buffer(total);
-        let out = buf.as_bytes_mut();
-        out[..bytes.len()].copy_from_slice(bytes);
-        out[bytes.len()..].fill(0);
-        let written = file.write_at(buf, 0).await.map_err(gerr)?;
+        let file = create_written(&self.parked_path(id), total, |out| {
+            out[..bytes.len()].copy_from_slice(bytes);
+            out[bytes.len()..].fill(0);
+        })
+        .await?;
         file.close().await.map_err(gerr)?;
-        if written != total {
-            return Err(io::Error::other(format!(
-                "{}: short write {written} of {total}",
-                path.display()
-            )));
-        }
         self.bytes.set(self.bytes.get() + total as u64);
         Ok(id)
     }
@@ -292,6 +274,22 @@ impl SpillDir {
     }
 }
 
+/// Create `path` and write its `total` bytes, laid out by `fill` in a DMA buffer, with one DMA
+/// write; returns the file, still open (not synced).
+async fn create_written(path: &Path, total: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<DmaFile> {
+    let file = DmaFile::create(path).await.map_err(gerr)?;
+    let mut buf = file.alloc_dma_buffer(total);
+    fill(buf.as_bytes_mut());
+    let written = file.write_at(buf, 0).await.map_err(gerr)?;
+    if written != total {
+        return Err(io::Error::other(format!(
+            "{}: short write {written} of {total}",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
 /// Bytes a parked file of `len` bytes takes on disk (DMA alignment; never empty).
 fn parked_len(len: usize) -> usize {
     len.next_multiple_of(ALIGN).max(ALIGN)
@@ -304,6 +302,17 @@ fn gerr<T>(e: glommio::GlommioError<T>) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Run `test` on a glommio executor with a fresh directory on the real disk (DMA I/O needs
+    /// one: not tmpfs).
+    fn on_a_real_disk<F: std::future::Future<Output = ()>>(test: impl FnOnce(PathBuf) -> F) {
+        let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+        let root = dir.path().to_path_buf();
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .make()
+            .expect("a glommio executor")
+            .run(test(root));
+    }
 
     fn header(segment: u64, used: usize) -> SpillHeader {
         SpillHeader {
@@ -329,12 +338,7 @@ mod tests {
 
     #[test]
     fn segments_are_written_read_back_and_removed_with_dma_io_on_a_real_disk() {
-        let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
-        let root = dir.path().to_path_buf();
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .make()
-            .expect("a glommio executor");
-        ex.run(async move {
+        on_a_real_disk(|root| async move {
             let spill = SpillDir::new(&root, 3, "r1", 3 * 1024 * 1024).unwrap();
             let records: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
             assert!(spill.has_room(records.len()));
@@ -360,12 +364,7 @@ mod tests {
 
     #[test]
     fn parked_files_share_the_budget_come_back_exact_and_are_gone_at_the_next_start() {
-        let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
-        let root = dir.path().to_path_buf();
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .make()
-            .expect("a glommio executor");
-        ex.run(async move {
+        on_a_real_disk(|root| async move {
             let spill = SpillDir::new(&root, 0, "r1", 3 * ALIGN as u64).unwrap();
             let a: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
             assert!(spill.has_room_to_park(a.len()));

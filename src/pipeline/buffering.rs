@@ -77,12 +77,16 @@ impl Pipeline {
     /// their index, and the bookkeeping that grows while the store is slow (tracked batches,
     /// unflushed audit rows).
     pub fn memory_bytes(&self) -> u64 {
-        self.buffers.memory_bytes() + self.tracker.memory_bytes() + self.audit.memory_bytes()
+        self.buffers.memory_bytes() + self.bookkeeping_bytes()
+    }
+
+    fn bookkeeping_bytes(&self) -> u64 {
+        self.tracker.memory_bytes() + self.audit.memory_bytes()
     }
 
     /// Whether the core must stop fetching (it is at its memory budget).
     pub fn over_budget(&self) -> bool {
-        self.memory_bytes() >= self.plan.seal.memory_bytes_max
+        self.buffers.over_budget(self.bookkeeping_bytes())
     }
 
     /// Over budget: seal the buffers holding the oldest records (see [`BufferSet::relieve`]).

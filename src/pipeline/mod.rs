@@ -144,15 +144,9 @@ pub struct InFlightFile {
 impl InFlightFile {
     /// Memory its bookkeeping holds, itself included (the outbox counts it while it waits).
     pub fn memory_bytes(&self) -> u64 {
-        let r = &self.row;
         self.meta.memory_bytes()
             + (std::mem::size_of::<InFlightFile>() - std::mem::size_of::<FileMeta>()) as u64
-            + [&r.run_id, &r.zone, &r.key, &r.crc32c, &r.positions]
-                .into_iter()
-                .chain(r.source.iter())
-                .chain(r.table.iter())
-                .map(|s| s.capacity() as u64)
-                .sum::<u64>()
+            + self.row.text_bytes()
     }
 }
 

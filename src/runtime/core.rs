@@ -172,8 +172,7 @@ impl Ctx {
                     Ok(id) => {
                         let mut pipe = self.pipe.borrow_mut();
                         pipe.counters.files_parked += 1;
-                        pipe.counters.spill_bytes = spill.bytes();
-                        pipe.counters.spill_bytes_peak = pipe.counters.spill_bytes_peak.max(spill.bytes());
+                        pipe.counters.set_spill_bytes(spill.bytes());
                         break Body::Parked { id, len: bytes.len() };
                     }
                     Err(e) => {
@@ -226,7 +225,7 @@ impl Ctx {
                     match spill.unpark(id, len).await {
                         Ok(bytes) => {
                             self.outbox.borrow_mut().unparked(token, bytes);
-                            self.pipe.borrow_mut().counters.spill_bytes = spill.bytes();
+                            self.pipe.borrow_mut().counters.set_spill_bytes(spill.bytes());
                             moved = true;
                         }
                         Err(e) => {
@@ -319,8 +318,7 @@ impl Ctx {
                 let fx = pipe.buffers_mut().ring_mut().spilled(seg);
                 pipe.apply(fx);
                 pipe.counters.spill_writes += 1;
-                pipe.counters.spill_bytes = spill.bytes();
-                pipe.counters.spill_bytes_peak = pipe.counters.spill_bytes_peak.max(spill.bytes());
+                pipe.counters.set_spill_bytes(spill.bytes());
                 true
             }
             Err(e) => {
@@ -359,7 +357,7 @@ impl Ctx {
                 Ok(()) => {
                     let mut pipe = self.pipe.borrow_mut();
                     pipe.spill_deleted(seg);
-                    pipe.counters.spill_bytes = spill.bytes();
+                    pipe.counters.set_spill_bytes(spill.bytes());
                 }
                 Err(e) => self.fail(format!("deleting spill file of segment {seg}: {e}"), false),
             }

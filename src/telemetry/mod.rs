@@ -153,6 +153,12 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Bytes of spill and parked files on disk now, and the peak with it.
+    pub fn set_spill_bytes(&mut self, bytes: u64) {
+        self.spill_bytes = bytes;
+        self.spill_bytes_peak = self.spill_bytes_peak.max(bytes);
+    }
+
     pub fn add(&mut self, o: &Counters) {
         self.records_in += o.records_in;
         self.records_etl += o.records_etl;

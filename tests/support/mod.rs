@@ -17,6 +17,37 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Every payload in the lake's RAW zone, in file order, read back through the `file` source
+/// (the replay path RAW exists for).
+pub fn for_each_raw_payload(lake: &Path, mut f: impl FnMut(&[u8])) {
+    use sluicegate::config::{FileConfig, Framing};
+    use sluicegate::source::{Fetch, FetchBatch, Source};
+    let replay = sluicegate::source::file::FileSource::try_new(
+        "replay",
+        &FileConfig {
+            paths: vec![lake.join("raw")],
+            framing: Framing::Auto,
+            split_bytes: 1 << 30,
+        },
+    )
+    .unwrap();
+    for p in replay.partitions().unwrap() {
+        let mut r = replay.open(&p, None).unwrap();
+        let mut batch = FetchBatch::default();
+        loop {
+            let kind = r
+                .fetch(&mut batch, 1000, &sluicegate::runtime::clock::SystemClock)
+                .unwrap();
+            for x in &batch.records {
+                f(batch.payload(x));
+            }
+            if kind == Fetch::End {
+                break;
+            }
+        }
+    }
+}
+
 /// Every file under `dir` (recursively) whose name ends with `suffix`, skipping hidden files.
 pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
