@@ -133,7 +133,7 @@ impl SchemaFile {
 }
 
 /// A compiled column.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
     pub ty: ColumnType,
@@ -158,12 +158,12 @@ enum DefaultVal {
 }
 
 /// Path segments → column, for flattening without building dotted names per record.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Trie {
     nodes: Vec<TrieNode>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct TrieNode {
     children: Vec<(Box<str>, u32)>,
     column: Option<u32>,
@@ -263,7 +263,7 @@ impl Trie {
 }
 
 /// A compiled schema: columns in file order and the trie that finds them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Schema {
     pub columns: Vec<Column>,
     pub trie: Trie,

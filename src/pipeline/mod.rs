@@ -49,6 +49,7 @@ use std::sync::Arc;
 use tracker::Tracker;
 
 /// A table, compiled.
+#[derive(Clone)]
 pub struct TablePlan {
     pub name: String,
     pub schema: Schema,
@@ -61,6 +62,7 @@ pub struct TablePlan {
 }
 
 /// A source, compiled.
+#[derive(Clone)]
 pub struct SourcePlan {
     pub name: String,
     pub encryption: Encryption,
@@ -68,7 +70,11 @@ pub struct SourcePlan {
     pub batch_records: usize,
 }
 
-/// Everything the cores share, read-only.
+/// Everything the cores need to know, read-only. Each core works on its own copy
+/// ([`Plan::clone`] at start): nothing on the per-record path is shared between cores — a
+/// shared `regex::Regex`, for one, hands its match caches out of a mutex-guarded pool to every
+/// thread but the first that used it.
+#[derive(Clone)]
 pub struct Plan {
     pub run_id: String,
     pub layout: Layout,

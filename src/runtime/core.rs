@@ -507,7 +507,8 @@ pub async fn run(
     replies: Receiver<Done>,
     discovered: Receiver<Assigned>,
 ) -> CoreReport {
-    let pipe = Pipeline::new(shared.plan.clone(), core, shared.clock.clone());
+    // The core's own copy of the plan, made on its thread (see `Plan`).
+    let pipe = Pipeline::new(Arc::new(Plan::clone(&shared.plan)), core, shared.clock.clone());
     let (wake_tx, wake_rx) = local_channel::new_bounded(1);
     let plan = &shared.plan;
     let spill = match &plan.spill_dir {

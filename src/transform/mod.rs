@@ -38,6 +38,7 @@ pub enum Meta {
     Position,
 }
 
+#[derive(Clone)]
 pub enum ValueOp {
     Cast(ColumnType),
     Hash(hmac::Key),
@@ -54,13 +55,13 @@ impl std::fmt::Debug for ValueOp {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum OutSource {
     Input { col: usize, ops: Vec<ValueOp> },
     Meta(Meta),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OutputColumn {
     pub name: String,
     pub ty: ColumnType,
@@ -91,7 +92,7 @@ pub fn cast_allowed(from: ColumnType, to: ColumnType) -> bool {
 }
 
 /// Output columns of a table after its transforms.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Transforms {
     pub outputs: Vec<OutputColumn>,
 }

@@ -18,7 +18,7 @@ pub enum Target {
     Quarantine,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Router {
     Fixed(usize),
     ByField {
