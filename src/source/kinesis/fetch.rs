@@ -22,6 +22,7 @@
 //! Bounds: the channel holds `prefetch_max` responses; a full channel (the core is not taking
 //! records, e.g. under backpressure) stops the task's calls until there is room.
 
+use super::decode::DecodeGetRecords;
 use super::CURSOR_END;
 use crate::aws::{error_chain, is_transport, status};
 use crate::config::KinesisConfig;
@@ -334,6 +335,7 @@ impl ShardTask {
                         .limit(cfg.records_per_call_max as i32)
                         .customize()
                         .config_override(no_sdk_retries())
+                        .interceptor(DecodeGetRecords::default())
                         .send()
                         .await;
                     if r.is_err() {

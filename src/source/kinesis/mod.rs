@@ -25,6 +25,7 @@
 //! Bounds: per shard, `prefetch_max` responses of at most `records_per_call_max` records (at
 //! most 10 MiB each, the service's limit) wait outside the ring.
 
+pub mod decode;
 pub mod fetch;
 pub mod kpl;
 pub mod replay;
