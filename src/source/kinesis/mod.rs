@@ -2,9 +2,10 @@
 //!
 //! Owns: the Kinesis client and the small tokio runtime it runs on (the cores never run tokio),
 //! one fetch task per open shard on that runtime ([`fetch`]), and the readers the cores drain
-//! those tasks through. A task calls GetRecords at the shard's pace and hands each response to
-//! its reader over a bounded channel of `prefetch_max` responses; the reader (on the core that
-//! owns the shard) never waits on the network: with nothing ready it answers `Idle`.
+//! those tasks through. A task calls GetRecords at the shard's pace (its bodies decoded by
+//! [`decode`], not the SDK's JSON reader) and hands each response to its reader over a bounded
+//! channel of `prefetch_max` responses; the reader (on the core that owns the shard) never
+//! waits on the network: with nothing ready it answers `Idle`.
 //!
 //! Positions: a shard's position is the ordinal of a user record (after KPL de-aggregation,
 //! [`kpl`]) counted from where the partition was first read — dense, and the same on every
