@@ -1,9 +1,8 @@
 //! CPU cost of the Kinesis fetch path, over recorded responses: 256 shards, each fetch task
-//! calling GetRecords over HTTP (the real SDK client: signing, HTTP/1.1, JSON and base64
-//! decoding) against an in-process server (`source::kinesis::replay`) that answers with one
-//! recorded response, the
-//! response handed to the shard's reader, KPL aggregates split, user records copied into fetch
-//! batches. What a core and the Kinesis runtime spend per record, measured as process CPU time
+//! calling GetRecords over HTTP (the real SDK client: signing, HTTP/1.1; the body decoded by
+//! `source::kinesis::decode`) against an in-process server (`source::kinesis::replay`) that
+//! answers with one recorded response, the response handed to the shard's reader, KPL
+//! aggregates split, user records copied into fetch batches. What a core and the Kinesis runtime spend per record, measured as process CPU time
 //! (every thread: the SDK's runtime, the reader, and the replay server's own socket writes, so
 //! the figure is an upper bound).
 //!
@@ -13,7 +12,7 @@
 //!   cargo bench --bench kinesis
 //!
 //! Criterion's "time" is CPU time per 200,000 user records; its throughput is user records per
-//! CPU-second. The bound: at 100,000 records/s the path costs at most 10% of a core,
+//! CPU-second. At the end, `kinesis/whole_run` prints the same ratio over the whole run. The bound: at 100,000 records/s the path costs at most 10% of a core,
 //! i.e. at least 1,000,000 records per CPU-second.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -107,12 +106,12 @@ fn fetch_path(c: &mut Criterion) {
     g.throughput(Throughput::Elements(RECORDS_PER_ITER));
     g.bench_function(format!("fetch_path_{SHARDS}_shards_cpu"), |b| {
         b.iter_custom(|iters| {
-            // Steady state: the channels are as full when the clock starts as when it stops
-            // (the fetch tasks keep them full), so the responses fetched before the window and
-            // drained in it balance those fetched in it and left for later. (Emptying the
-            // channels before each window, as this bench first did, left only the second kind:
-            // the window paid for up to one response per shard it never counted, and the
-            // faster the fetch path, the fuller the channels and the larger that error.)
+            // Steady state: a window starts and ends right after a drain, so the responses in
+            // flight when it starts (fetched partly before it, handed out in it) balance those
+            // in flight when it ends (fetched partly in it, handed out in the next). (Emptying
+            // the channels before each window, as this bench first did, kept only the second
+            // kind: a window paid for up to one response per shard that it never counted, and
+            // the faster the fetch path, the fuller the channels and the larger that error.)
             let t0 = cpu();
             let mut n = 0;
             while n < iters * RECORDS_PER_ITER {

@@ -4,10 +4,11 @@
 //! Why: in a profile of the fetch path (`cargo bench --bench kinesis`), 29.5% of all CPU was the
 //! SDK's JSON string reader going through every record's base64 `Data` byte by byte, and 2.5%
 //! more its UTF-8 checks; a GetRecords body is ~1.3 bytes of base64 per byte of record. Here
-//! serde_json borrows each string from the body when it holds no escape (a base64 payload never
-//! does), finding its end eight bytes at a time, and base64-simd decodes it: the fetch path
-//! costs 0.68× the CPU per record it did (BENCHMARKS.md, session 8). simd-json was tried first:
-//! it copies every string into its scratch and back, and was no cheaper.
+//! serde_json borrows each string from the body when it holds no escape (a base64 payload has
+//! none unless the sender escapes `/`), finding its end eight bytes at a time, and base64-simd
+//! decodes it: the fetch path costs 0.56–0.73× the CPU per record it did (BENCHMARKS.md,
+//! session 8). simd-json was tried first: it copies every string into its scratch and back, and
+//! was no cheaper.
 //!
 //! How: [`DecodeGetRecords`] is an interceptor put on every GetRecords call. Before the call
 //! runs it stores, in the call's config bag, a response deserializer that wraps the SDK's own
@@ -100,11 +101,17 @@ impl DeserializeResponse for Deserializer {
                 }
             }
         }
-        let sdk = SDK_OPERATION
+        // Always there in this SDK (the tests go through it); a later SDK that moved it fails
+        // the call, which the shard loop reports, rather than the task.
+        match SDK_OPERATION
             .as_ref()
             .and_then(|layer| layer.load::<SharedResponseDeserializer>())
-            .expect("the GetRecords operation configures its response deserializer");
-        sdk.deserialize_nonstreaming_with_config(response, cfg)
+        {
+            Some(sdk) => sdk.deserialize_nonstreaming_with_config(response, cfg),
+            None => Err(OrchestratorError::other(
+                "GetRecords: the SDK's response deserializer is not in the operation's configuration",
+            )),
+        }
     }
 }
 
@@ -117,7 +124,7 @@ struct Body<'a> {
     #[serde(borrow, default)]
     records: Option<Vec<RecordJson<'a>>>,
     #[serde(borrow, default)]
-    next_shard_iterator: Option<Cow<'a, str>>,
+    next_shard_iterator: Option<Text<'a>>,
     #[serde(default)]
     millis_behind_latest: Option<i64>,
     #[serde(borrow, default)]
@@ -128,24 +135,24 @@ struct Body<'a> {
 #[serde(rename_all = "PascalCase")]
 struct RecordJson<'a> {
     #[serde(borrow, default)]
-    sequence_number: Option<Cow<'a, str>>,
+    sequence_number: Option<Text<'a>>,
     #[serde(default)]
     approximate_arrival_timestamp: Option<f64>,
     #[serde(borrow, default)]
-    data: Option<Cow<'a, str>>,
+    data: Option<Text<'a>>,
     #[serde(borrow, default)]
-    partition_key: Option<Cow<'a, str>>,
+    partition_key: Option<Text<'a>>,
     #[serde(borrow, default)]
-    encryption_type: Option<Cow<'a, str>>,
+    encryption_type: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ChildShardJson<'a> {
     #[serde(borrow, default)]
-    shard_id: Option<Cow<'a, str>>,
+    shard_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    parent_shards: Option<Vec<Cow<'a, str>>>,
+    parent_shards: Option<Vec<Text<'a>>>,
     #[serde(borrow, default)]
     hash_key_range: Option<HashKeyRangeJson<'a>>,
 }
@@ -154,9 +161,38 @@ struct ChildShardJson<'a> {
 #[serde(rename_all = "PascalCase")]
 struct HashKeyRangeJson<'a> {
     #[serde(borrow, default)]
-    starting_hash_key: Option<Cow<'a, str>>,
+    starting_hash_key: Option<Text<'a>>,
     #[serde(borrow, default)]
-    ending_hash_key: Option<Cow<'a, str>>,
+    ending_hash_key: Option<Text<'a>>,
+}
+
+/// A JSON string, borrowed from the body when it holds no escape. (serde's own `Cow<str>`
+/// always copies, and inside an `Option` its `borrow` attribute does not reach it.)
+struct Text<'a>(Cow<'a, str>);
+
+impl Text<'_> {
+    fn into_owned(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
 }
 
 /// Decode a GetRecords response body (JSON 1.1 protocol).
@@ -188,7 +224,7 @@ pub fn decode(body: &[u8]) -> Result<GetRecordsOutput, String> {
     };
     GetRecordsOutput::builder()
         .set_records(records)
-        .set_next_shard_iterator(body.next_shard_iterator.map(Cow::into_owned))
+        .set_next_shard_iterator(body.next_shard_iterator.map(Text::into_owned))
         .set_millis_behind_latest(body.millis_behind_latest)
         .set_child_shards(child_shards)
         .build()
@@ -199,17 +235,17 @@ fn record(r: RecordJson) -> Result<Record, String> {
     let data = match r.data {
         Some(b64) => Some(Blob::new(
             base64_simd::STANDARD
-                .decode_to_vec(b64.as_bytes())
+                .decode_to_vec(b64.0.as_bytes())
                 .map_err(|e| format!("Data: not base64 ({e})"))?,
         )),
         None => None,
     };
     Record::builder()
-        .set_sequence_number(r.sequence_number.map(Cow::into_owned))
+        .set_sequence_number(r.sequence_number.map(Text::into_owned))
         .set_approximate_arrival_timestamp(r.approximate_arrival_timestamp.map(DateTime::from_secs_f64))
         .set_data(data)
-        .set_partition_key(r.partition_key.map(Cow::into_owned))
-        .set_encryption_type(r.encryption_type.as_deref().map(EncryptionType::from))
+        .set_partition_key(r.partition_key.map(Text::into_owned))
+        .set_encryption_type(r.encryption_type.as_ref().map(|t| EncryptionType::from(t.0.as_ref())))
         .build()
         .map_err(|e| e.to_string())
 }
@@ -219,15 +255,15 @@ fn child_shard(c: ChildShardJson) -> Result<ChildShard, String> {
         None => None,
         Some(h) => Some(
             HashKeyRange::builder()
-                .set_starting_hash_key(h.starting_hash_key.map(Cow::into_owned))
-                .set_ending_hash_key(h.ending_hash_key.map(Cow::into_owned))
+                .set_starting_hash_key(h.starting_hash_key.map(Text::into_owned))
+                .set_ending_hash_key(h.ending_hash_key.map(Text::into_owned))
                 .build()
                 .map_err(|e| format!("HashKeyRange: {e}"))?,
         ),
     };
     ChildShard::builder()
-        .set_shard_id(c.shard_id.map(Cow::into_owned))
-        .set_parent_shards(c.parent_shards.map(|p| p.into_iter().map(Cow::into_owned).collect()))
+        .set_shard_id(c.shard_id.map(Text::into_owned))
+        .set_parent_shards(c.parent_shards.map(|p| p.into_iter().map(Text::into_owned).collect()))
         .set_hash_key_range(range)
         .build()
         .map_err(|e| e.to_string())
@@ -241,9 +277,9 @@ mod tests {
     use crate::source::kinesis::KinesisSource;
     use aws_sdk_kinesis::error::ProvideErrorMetadata;
 
-    /// A body with every member the SDK reads: escapes in strings, a KPL aggregate, an
-    /// integer and a fractional arrival time, an empty `Data`, an unknown member, KMS, child
-    /// shards.
+    /// A body with every member the SDK reads: escapes in strings (a payload's too), a KPL
+    /// aggregate, an integer and a fractional arrival time, an empty `Data`, an unknown member,
+    /// KMS, child shards.
     fn full_body() -> String {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -252,7 +288,8 @@ mod tests {
             r#"{{"Records":[
               {{"SequenceNumber":"49590338271490256608559692538361571095921575989136588898","ApproximateArrivalTimestamp":1764500000.125,"Data":"{}","PartitionKey":"p\"k\u00e9\\n\/","EncryptionType":"KMS"}},
               {{"SequenceNumber":"2","ApproximateArrivalTimestamp":1764500001,"Data":"{}","PartitionKey":"pk","EncryptionType":"NONE"}},
-              {{"SequenceNumber":"3","Data":"","PartitionKey":"pk","SomethingNew":{{"x":[1,2.5,null]}}}}
+              {{"SequenceNumber":"3","Data":"","PartitionKey":"pk","SomethingNew":{{"x":[1,2.5,null]}}}},
+              {{"SequenceNumber":"4","Data":"\/\/\/\/","PartitionKey":"pk"}}
             ],
             "NextShardIterator":"AAAAAAAAAAH+/=","MillisBehindLatest":0,
             "ChildShards":[{{"ShardId":"shardId-000000000002","ParentShards":["shardId-000000000000","shardId-000000000001"],
@@ -316,8 +353,22 @@ mod tests {
             full.records()[1].data().as_ref()[..4],
             crate::source::kinesis::kpl::KPL_MAGIC
         );
+        assert_eq!(
+            full.records()[3].data().as_ref(),
+            [0xff; 3],
+            "an escaped payload decodes too"
+        );
         assert_eq!(full.child_shards().len(), 1);
         assert!(decode(CLOSED_BODY.as_bytes()).unwrap().next_shard_iterator().is_none());
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed_from_the_body() {
+        let body = br#"{"Records":[{"SequenceNumber":"1","Data":"AAEC","PartitionKey":"a\/b"}]}"#;
+        let parsed: Body = serde_json::from_slice(body).unwrap();
+        let r = &parsed.records.as_ref().unwrap()[0];
+        assert!(matches!(r.data.as_ref().unwrap().0, Cow::Borrowed("AAEC")));
+        assert!(matches!(&r.partition_key.as_ref().unwrap().0, Cow::Owned(k) if k == "a/b"));
     }
 
     #[test]
