@@ -116,53 +116,51 @@ impl DeserializeResponse for Deserializer {
 }
 
 /// A GetRecords body as JSON: strings borrowed from the body where they hold no escapes (the
-/// base64 payloads never do), absent and `null` members `None`, unknown members skipped —
-/// as the SDK reads it.
+/// base64 payloads, unless the sender escapes `/`), absent and `null` members `None`, unknown
+/// members skipped — as the SDK reads it.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Body<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     records: Option<Vec<RecordJson<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     next_shard_iterator: Option<Text<'a>>,
-    #[serde(default)]
     millis_behind_latest: Option<i64>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     child_shards: Option<Vec<ChildShardJson<'a>>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RecordJson<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     sequence_number: Option<Text<'a>>,
-    #[serde(default)]
     approximate_arrival_timestamp: Option<f64>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     data: Option<Text<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     partition_key: Option<Text<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     encryption_type: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ChildShardJson<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     shard_id: Option<Text<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     parent_shards: Option<Vec<Text<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     hash_key_range: Option<HashKeyRangeJson<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct HashKeyRangeJson<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     starting_hash_key: Option<Text<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     ending_hash_key: Option<Text<'a>>,
 }
 
@@ -202,33 +200,30 @@ pub fn decode(body: &[u8]) -> Result<GetRecordsOutput, String> {
         return Err("the body is not a JSON object".into());
     }
     let body: Body = serde_json::from_slice(body).map_err(|e| format!("not a GetRecords body: {e}"))?;
-    let records = match body.records {
-        None => None,
-        Some(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, r) in items.into_iter().enumerate() {
-                out.push(record(r).map_err(|e| format!("Records[{i}]: {e}"))?);
-            }
-            Some(out)
-        }
-    };
-    let child_shards = match body.child_shards {
-        None => None,
-        Some(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, c) in items.into_iter().enumerate() {
-                out.push(child_shard(c).map_err(|e| format!("ChildShards[{i}]: {e}"))?);
-            }
-            Some(out)
-        }
-    };
     GetRecordsOutput::builder()
-        .set_records(records)
+        .set_records(each(body.records, "Records", record)?)
         .set_next_shard_iterator(body.next_shard_iterator.map(Text::into_owned))
         .set_millis_behind_latest(body.millis_behind_latest)
-        .set_child_shards(child_shards)
+        .set_child_shards(each(body.child_shards, "ChildShards", child_shard)?)
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// `f` over the items of an optional array member, an error naming the item that failed.
+fn each<J, T>(
+    items: Option<Vec<J>>,
+    member: &str,
+    f: impl Fn(J) -> Result<T, String>,
+) -> Result<Option<Vec<T>>, String> {
+    items
+        .map(|items| {
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| f(item).map_err(|e| format!("{member}[{i}]: {e}")))
+                .collect()
+        })
+        .transpose()
 }
 
 fn record(r: RecordJson) -> Result<Record, String> {
