@@ -23,6 +23,7 @@ use sluicegate::config::HttpConfig;
 use sluicegate::runtime::clock::SystemClock;
 use sluicegate::source::http::HttpSource;
 use sluicegate::source::{FetchBatch, Source};
+use sluicegate::telemetry::cpu;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -65,15 +66,6 @@ fn pin(cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
-}
-
-/// CPU time of the calling thread, user + system.
-fn thread_cpu() -> Duration {
-    // SAFETY: getrusage fills the zeroed struct we own; RUSAGE_THREAD is a valid target.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) }, 0);
-    let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
-    t(u.ru_utime) + t(u.ru_stime)
 }
 
 /// Posts `n` requests, `IN_FLIGHT` at a time, each until answered 200 (a 429 is sent again).
@@ -170,7 +162,7 @@ fn receiver(c: &mut Criterion) {
             while !s.load(Ordering::Relaxed) {
                 reader.fetch(&mut batch, 10_000, &SystemClock).unwrap();
                 t.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-                n.store(thread_cpu().as_nanos() as u64, Ordering::Relaxed);
+                n.store(cpu::thread().as_nanos() as u64, Ordering::Relaxed);
                 if batch.records.is_empty() {
                     glommio::timer::sleep(Duration::from_micros(500)).await;
                 } else {

@@ -49,6 +49,9 @@ pub const PARENT_POLL: Duration = Duration::from_millis(500);
 pub enum Msg {
     Records {
         records: Vec<Record>,
+        /// Per record: a KPL aggregate whose digest matches (`kpl::digests_match`), checked
+        /// here, on the fetch runtime, rather than on the owning core.
+        aggregates: Vec<bool>,
         /// MillisBehindLatest of the response.
         lag_ms: Option<u64>,
         /// Throttled calls since the last message.
@@ -356,7 +359,10 @@ impl ShardTask {
                         at = StartAt::After(last.sequence_number().to_string());
                     }
                     let closed = out.next_shard_iterator.is_none();
+                    let datas: Vec<&[u8]> = out.records.iter().map(|r| r.data().as_ref()).collect();
+                    let aggregates = super::kpl::digests_match(&datas);
                     let msg = Msg::Records {
+                        aggregates,
                         lag_ms: out.millis_behind_latest.map(|l| l.max(0) as u64),
                         throttles: std::mem::take(&mut throttles),
                         closed,

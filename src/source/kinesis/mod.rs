@@ -29,6 +29,7 @@
 pub mod decode;
 pub mod fetch;
 pub mod kpl;
+pub mod md5_lanes;
 pub mod replay;
 
 use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Resume, Source, SourceError};
@@ -229,8 +230,9 @@ struct KinesisReader {
     shard: String,
     rx: tokio::sync::mpsc::Receiver<Msg>,
     task: Option<tokio::task::JoinHandle<()>>,
-    /// Kinesis records of the responses received and not yet handed out.
-    pending: VecDeque<aws_sdk_kinesis::types::Record>,
+    /// Kinesis records of the responses received and not yet handed out, each with whether it
+    /// is a KPL aggregate whose digest matched.
+    pending: VecDeque<(aws_sdk_kinesis::types::Record, bool)>,
     next_position: u64,
     /// The task said the shard is closed and sent its last records.
     closed: bool,
@@ -261,11 +263,12 @@ impl KinesisReader {
             match self.rx.try_recv() {
                 Ok(Msg::Records {
                     records,
+                    aggregates,
                     lag_ms,
                     throttles,
                     closed,
                 }) => {
-                    self.pending.extend(records);
+                    self.pending.extend(records.into_iter().zip(aggregates));
                     if let Some(l) = lag_ms {
                         self.lag_ms = Some(l);
                     }
@@ -293,9 +296,11 @@ impl PartitionReader for KinesisReader {
         // Whole Kinesis records only, so the cursor `after:<seq>` is exact.
         let mut last_seq = None;
         while batch.records.len() < max_records && !batch.is_full() {
-            let Some(r) = self.pending.pop_front() else { break };
+            let Some((r, aggregate)) = self.pending.pop_front() else {
+                break;
+            };
             let next = &mut self.next_position;
-            kpl::deaggregate(r.data().as_ref(), |user| {
+            kpl::split(r.data().as_ref(), aggregate, |user| {
                 batch.push(user, *next, None);
                 *next += 1;
             });

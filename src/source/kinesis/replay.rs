@@ -7,8 +7,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One call the endpoint received.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub fn error(status: u16, kind: &str) -> Answer {
 pub struct Replay {
     pub port: u16,
     pub calls: Arc<Mutex<Vec<Call>>>,
+    /// CPU nanoseconds the connection threads spent, up to each one's last answer written.
+    cpu_ns: Arc<AtomicU64>,
 }
 
 impl Replay {
@@ -39,14 +42,21 @@ impl Replay {
         let port = listener.local_addr().expect("bound").port();
         let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
         let answer = Arc::new(answer);
-        let log = calls.clone();
+        let (log, cpu_ns) = (calls.clone(), Arc::<AtomicU64>::default());
+        let spent = cpu_ns.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (answer, log) = (answer.clone(), log.clone());
-                std::thread::spawn(move || serve(conn, &*answer, &log));
+                let (answer, log, spent) = (answer.clone(), log.clone(), spent.clone());
+                std::thread::spawn(move || serve(conn, &*answer, &log, &spent));
             }
         });
-        Replay { port, calls }
+        Replay { port, calls, cpu_ns }
+    }
+
+    /// CPU time the endpoint itself spent answering (its connection threads, as of each one's
+    /// last answer): what a bench subtracts to charge the client only for its own side.
+    pub fn server_cpu(&self) -> Duration {
+        Duration::from_nanos(self.cpu_ns.load(Ordering::Relaxed))
     }
 
     pub fn endpoint(&self) -> String {
@@ -65,7 +75,13 @@ impl Replay {
     }
 }
 
-fn serve(conn: TcpStream, answer: &(dyn Fn(&Call, usize) -> Answer + Send + Sync), log: &Mutex<Vec<Call>>) {
+fn serve(
+    conn: TcpStream,
+    answer: &(dyn Fn(&Call, usize) -> Answer + Send + Sync),
+    log: &Mutex<Vec<Call>>,
+    spent: &AtomicU64,
+) {
+    let mut charged = crate::telemetry::cpu::thread();
     let _ = conn.set_nodelay(true);
     let Ok(read_half) = conn.try_clone() else { return };
     let mut reader = BufReader::new(read_half);
@@ -112,6 +128,9 @@ fn serve(conn: TcpStream, answer: &(dyn Fn(&Call, usize) -> Answer + Send + Sync
         {
             return;
         }
+        let now = crate::telemetry::cpu::thread();
+        spent.fetch_add((now - charged).as_nanos() as u64, Ordering::Relaxed);
+        charged = now;
     }
 }
 
