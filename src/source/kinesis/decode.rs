@@ -5,9 +5,9 @@
 //! SDK's JSON string reader going through every record's base64 `Data` byte by byte, and 2.5%
 //! more its UTF-8 checks; a GetRecords body is ~1.3 bytes of base64 per byte of record. Here
 //! serde_json borrows each string from the body when it holds no escape (a base64 payload has
-//! none unless the sender escapes `/`), finding its end eight bytes at a time, and base64-simd
-//! decodes it: the fetch path costs 0.56–0.73× the CPU per record it did (BENCHMARKS.md,
-//! session 8). simd-json was tried first: it copies every string into its scratch and back, and
+//! none unless the sender escapes `/`), reading a payload as bytes (its end found by
+//! `memchr2`, no UTF-8 check), and base64-simd decodes it: the fetch path costs 0.56–0.73× the
+//! CPU per record it did with the SDK's (BENCHMARKS.md, session 8). simd-json was tried first: it copies every string into its scratch and back, and
 //! was no cheaper.
 //!
 //! How: [`DecodeGetRecords`] is an interceptor put on every GetRecords call. Before the call
@@ -137,7 +137,7 @@ struct RecordJson<'a> {
     sequence_number: Option<Text<'a>>,
     approximate_arrival_timestamp: Option<f64>,
     #[serde(borrow)]
-    data: Option<Text<'a>>,
+    data: Option<Base64<'a>>,
     #[serde(borrow)]
     partition_key: Option<Text<'a>>,
     #[serde(borrow)]
@@ -193,6 +193,31 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// A base64 payload, its JSON string read as bytes: serde_json then finds its end with
+/// `memchr2` instead of eight bytes at a time and skips the UTF-8 check (base64 decoding
+/// refuses anything that is not base64). Escapes are still decoded; borrowed when there are
+/// none.
+struct Base64<'a>(Cow<'a, [u8]>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Base64<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Base64<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a base64 string")
+            }
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Base64<'de>, E> {
+                Ok(Base64(Cow::Borrowed(v)))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Base64<'de>, E> {
+                Ok(Base64(Cow::Owned(v.to_vec())))
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
+}
+
 /// Decode a GetRecords response body (JSON 1.1 protocol).
 pub fn decode(body: &[u8]) -> Result<GetRecordsOutput, String> {
     // serde would also take a struct from a JSON array of its members; the SDK would not.
@@ -230,7 +255,7 @@ fn record(r: RecordJson) -> Result<Record, String> {
     let data = match r.data {
         Some(b64) => Some(Blob::new(
             base64_simd::STANDARD
-                .decode_to_vec(b64.0.as_bytes())
+                .decode_to_vec(&b64.0)
                 .map_err(|e| format!("Data: not base64 ({e})"))?,
         )),
         None => None,
@@ -362,7 +387,7 @@ mod tests {
         let body = br#"{"Records":[{"SequenceNumber":"1","Data":"AAEC","PartitionKey":"a\/b"}]}"#;
         let parsed: Body = serde_json::from_slice(body).unwrap();
         let r = &parsed.records.as_ref().unwrap()[0];
-        assert!(matches!(r.data.as_ref().unwrap().0, Cow::Borrowed("AAEC")));
+        assert!(matches!(r.data.as_ref().unwrap().0, Cow::Borrowed(b"AAEC")));
         assert!(matches!(&r.partition_key.as_ref().unwrap().0, Cow::Owned(k) if k == "a/b"));
     }
 
@@ -409,6 +434,9 @@ mod tests {
             e.starts_with("not a GetRecords body: invalid type: integer `1`, expected a string"),
             "{e}"
         );
+        // A payload read as bytes is still only taken from a JSON string.
+        let e = decode(br#"{"Records":[{"SequenceNumber":"1","Data":[65,65],"PartitionKey":"p"}]}"#).unwrap_err();
+        assert!(e.contains("expected a base64 string"), "{e}");
         let e = decode(br#"{"Records":[{"Data":"","PartitionKey":"p"}]}"#).unwrap_err();
         assert!(e.starts_with("Records[0]: ") && e.contains("sequence_number"), "{e}");
         assert!(decode(b"{\"Records\":[")
