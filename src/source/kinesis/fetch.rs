@@ -321,6 +321,8 @@ impl ShardTask {
         let mut iterator: Option<String> = None;
         let mut next_call = Instant::now();
         let mut throttles = 0u64;
+        // One interceptor for the task's calls (each call takes a clone: no allocation).
+        let decode = DecodeGetRecords::default();
         loop {
             let result = match iterator.take() {
                 None => self.iterator(&at).await.map(|it| {
@@ -338,7 +340,7 @@ impl ShardTask {
                         .limit(cfg.records_per_call_max as i32)
                         .customize()
                         .config_override(no_sdk_retries())
-                        .interceptor(DecodeGetRecords::default())
+                        .interceptor(decode.clone())
                         .send()
                         .await;
                     if r.is_err() {

@@ -1,7 +1,10 @@
 //! De-aggregation of Kinesis Producer Library (KPL) aggregated records.
 //!
 //! Owns: recognising an aggregated record and splitting it into its user records, without
-//! copying (each user record is a slice of the Kinesis record's data).
+//! copying (each user record is a slice of the Kinesis record's data). Two steps: the digests
+//! of a whole response are checked together when it arrives ([`digests_match`], on the fetch
+//! runtime, several abreast in SIMD lanes), and each record is split on the owning core
+//! ([`split`]).
 //!
 //! The format (the KPL's `aggregation-format.md`): 4 magic bytes `F3 89 9A C2`, a protobuf
 //! `AggregatedRecord`, and the MD5 digest of that protobuf (16 bytes):
@@ -26,7 +29,8 @@
 //! record share its sequence number; the n-th has sub-sequence number n.
 //!
 //! Bounds: a Kinesis record is at most 10 MiB (the service's limit), so every length fits `usize`
-//! on the platforms we build for; the parser never allocates beyond the output vector.
+//! on the platforms we build for; the parser never allocates; the digest check allocates a
+//! few vectors per response (one entry per record).
 
 use super::md5_lanes;
 use md5::{Digest, Md5};
