@@ -40,118 +40,61 @@ fn scalar(message: &[u8]) -> [u8; 16] {
     Md5::digest(message).into()
 }
 
-/// The state every message starts from (RFC 1321, 3.3).
-const IV: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
-
-/// Per-step additive constants, `floor(abs(sin(i + 1)) × 2^32)` (RFC 1321, 3.4).
-const K: [u32; 64] = [
-    0xd76a_a478,
-    0xe8c7_b756,
-    0x2420_70db,
-    0xc1bd_ceee,
-    0xf57c_0faf,
-    0x4787_c62a,
-    0xa830_4613,
-    0xfd46_9501,
-    0x6980_98d8,
-    0x8b44_f7af,
-    0xffff_5bb1,
-    0x895c_d7be,
-    0x6b90_1122,
-    0xfd98_7193,
-    0xa679_438e,
-    0x49b4_0821,
-    0xf61e_2562,
-    0xc040_b340,
-    0x265e_5a51,
-    0xe9b6_c7aa,
-    0xd62f_105d,
-    0x0244_1453,
-    0xd8a1_e681,
-    0xe7d3_fbc8,
-    0x21e1_cde6,
-    0xc337_07d6,
-    0xf4d5_0d87,
-    0x455a_14ed,
-    0xa9e3_e905,
-    0xfcef_a3f8,
-    0x676f_02d9,
-    0x8d2a_4c8a,
-    0xfffa_3942,
-    0x8771_f681,
-    0x6d9d_6122,
-    0xfde5_380c,
-    0xa4be_ea44,
-    0x4bde_cfa9,
-    0xf6bb_4b60,
-    0xbebf_bc70,
-    0x289b_7ec6,
-    0xeaa1_27fa,
-    0xd4ef_3085,
-    0x0488_1d05,
-    0xd9d4_d039,
-    0xe6db_99e5,
-    0x1fa2_7cf8,
-    0xc4ac_5665,
-    0xf429_2244,
-    0x432a_ff97,
-    0xab94_23a7,
-    0xfc93_a039,
-    0x655b_59c3,
-    0x8f0c_cc92,
-    0xffef_f47d,
-    0x8584_5dd1,
-    0x6fa8_7e4f,
-    0xfe2c_e6e0,
-    0xa301_4314,
-    0x4e08_11a1,
-    0xf753_7e82,
-    0xbd3a_f235,
-    0x2ad7_d2bb,
-    0xeb86_d391,
-];
-
-/// A message's blocks as a lane reads them: whole blocks in place, then the padded tail.
-struct Blocks<'a> {
-    message: &'a [u8],
-    /// Blocks read in place from the message.
-    whole: usize,
-    /// The message's last partial block, the `0x80` marker and the bit length: 1 or 2 blocks.
-    tail: [u8; 128],
-    total: usize,
-}
-
-impl<'a> Blocks<'a> {
-    fn new(message: &'a [u8]) -> Self {
-        let whole = message.len() / 64;
-        let rest = &message[whole * 64..];
-        let mut tail = [0u8; 128];
-        tail[..rest.len()].copy_from_slice(rest);
-        tail[rest.len()] = 0x80;
-        let tail_blocks = if rest.len() < 56 { 1 } else { 2 };
-        let bits = (message.len() as u64).wrapping_mul(8);
-        tail[tail_blocks * 64 - 8..tail_blocks * 64].copy_from_slice(&bits.to_le_bytes());
-        Blocks {
-            message,
-            whole,
-            tail,
-            total: whole + tail_blocks,
-        }
-    }
-
-    fn block(&self, i: usize) -> &[u8; 64] {
-        let block = if i < self.whole {
-            &self.message[i * 64..(i + 1) * 64]
-        } else {
-            &self.tail[(i - self.whole) * 64..(i - self.whole + 1) * 64]
-        };
-        block.try_into().expect("64 bytes")
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Blocks, IV, K};
+    /// The state every message starts from (RFC 1321, 3.3).
+    const IV: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+
+    /// Per-step additive constants, `floor(abs(sin(i + 1)) × 2^32)` (RFC 1321, 3.4).
+    #[rustfmt::skip]
+    const K: [u32; 64] = [
+        0xd76a_a478, 0xe8c7_b756, 0x2420_70db, 0xc1bd_ceee, 0xf57c_0faf, 0x4787_c62a, 0xa830_4613, 0xfd46_9501,
+        0x6980_98d8, 0x8b44_f7af, 0xffff_5bb1, 0x895c_d7be, 0x6b90_1122, 0xfd98_7193, 0xa679_438e, 0x49b4_0821,
+        0xf61e_2562, 0xc040_b340, 0x265e_5a51, 0xe9b6_c7aa, 0xd62f_105d, 0x0244_1453, 0xd8a1_e681, 0xe7d3_fbc8,
+        0x21e1_cde6, 0xc337_07d6, 0xf4d5_0d87, 0x455a_14ed, 0xa9e3_e905, 0xfcef_a3f8, 0x676f_02d9, 0x8d2a_4c8a,
+        0xfffa_3942, 0x8771_f681, 0x6d9d_6122, 0xfde5_380c, 0xa4be_ea44, 0x4bde_cfa9, 0xf6bb_4b60, 0xbebf_bc70,
+        0x289b_7ec6, 0xeaa1_27fa, 0xd4ef_3085, 0x0488_1d05, 0xd9d4_d039, 0xe6db_99e5, 0x1fa2_7cf8, 0xc4ac_5665,
+        0xf429_2244, 0x432a_ff97, 0xab94_23a7, 0xfc93_a039, 0x655b_59c3, 0x8f0c_cc92, 0xffef_f47d, 0x8584_5dd1,
+        0x6fa8_7e4f, 0xfe2c_e6e0, 0xa301_4314, 0x4e08_11a1, 0xf753_7e82, 0xbd3a_f235, 0x2ad7_d2bb, 0xeb86_d391,
+    ];
+
+    /// A message's blocks as a lane reads them: whole blocks in place, then the padded tail.
+    struct Blocks<'a> {
+        message: &'a [u8],
+        /// Blocks read in place from the message.
+        whole: usize,
+        /// The message's last partial block, the `0x80` marker and the bit length: 1 or 2 blocks.
+        tail: [u8; 128],
+        total: usize,
+    }
+
+    impl<'a> Blocks<'a> {
+        fn new(message: &'a [u8]) -> Self {
+            let whole = message.len() / 64;
+            let rest = &message[whole * 64..];
+            let mut tail = [0u8; 128];
+            tail[..rest.len()].copy_from_slice(rest);
+            tail[rest.len()] = 0x80;
+            let tail_blocks = if rest.len() < 56 { 1 } else { 2 };
+            let bits = (message.len() as u64).wrapping_mul(8);
+            tail[tail_blocks * 64 - 8..tail_blocks * 64].copy_from_slice(&bits.to_le_bytes());
+            Blocks {
+                message,
+                whole,
+                tail,
+                total: whole + tail_blocks,
+            }
+        }
+
+        fn block(&self, i: usize) -> &[u8; 64] {
+            let block = if i < self.whole {
+                &self.message[i * 64..(i + 1) * 64]
+            } else {
+                &self.tail[(i - self.whole) * 64..(i - self.whole + 1) * 64]
+            };
+            block.try_into().expect("64 bytes")
+        }
+    }
 
     /// A message in a lane: its index in the input, its blocks, the next block to run.
     struct Busy<'a> {
