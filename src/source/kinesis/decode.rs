@@ -7,8 +7,8 @@
 //! serde_json borrows each string from the body when it holds no escape (a base64 payload has
 //! none unless the sender escapes `/`), reading a payload as bytes (its end found by
 //! `memchr2`, no UTF-8 check), and base64-simd decodes it: the fetch path costs 0.56–0.73× the
-//! CPU per record it did with the SDK's (BENCHMARKS.md, session 8). simd-json was tried first: it copies every string into its scratch and back, and
-//! was no cheaper.
+//! CPU per record it did with the SDK's (BENCHMARKS.md, session 8). simd-json was tried first:
+//! it copies every string into its scratch and back, and was no cheaper.
 //!
 //! How: [`DecodeGetRecords`] is an interceptor put on every GetRecords call. Before the call
 //! runs it stores, in the call's config bag, a response deserializer that wraps the SDK's own
@@ -23,7 +23,8 @@
 //! recorded body with KPL aggregates, escapes, unknown members, child shards, and a closed
 //! shard's null iterator).
 //!
-//! Bounds: no copy of the body; a record's strings are copied once, into the SDK's types, and
+//! Bounds: no copy of the body here (the SDK has already gathered it into one buffer); a
+//! record's strings are copied once, into the SDK's types, and
 //! its payload decoded once.
 
 use aws_sdk_kinesis::config::interceptors::BeforeSerializationInterceptorContextRef;

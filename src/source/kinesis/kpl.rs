@@ -186,9 +186,10 @@ pub fn aggregate(partition_key: &str, records: &[&[u8]]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn split(data: &[u8]) -> Vec<Vec<u8>> {
+    /// The user records of `data`, its digest checked as the fetch path checks it.
+    fn users_of(data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        super::split(data, digests_match(&[data])[0], |u| out.push(u.to_vec()));
+        split(data, digests_match(&[data])[0], |u| out.push(u.to_vec()));
         out
     }
 
@@ -203,10 +204,10 @@ mod tests {
         // A matching digest is what lets `split` open the aggregate; a wrong claim does not
         // invent one for a plain record.
         let mut out = Vec::new();
-        super::split(&good, false, |u| out.push(u.to_vec()));
+        split(&good, false, |u| out.push(u.to_vec()));
         assert_eq!(out, vec![good.clone()]);
         out.clear();
-        super::split(plain, true, |u| out.push(u.to_vec()));
+        split(plain, true, |u| out.push(u.to_vec()));
         assert_eq!(out, vec![plain.to_vec()]);
     }
 
@@ -215,13 +216,13 @@ mod tests {
         let users: Vec<Vec<u8>> = (0..300).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
         let refs: Vec<&[u8]> = users.iter().map(|u| u.as_slice()).collect();
         let agg = aggregate("pk", &refs);
-        assert_eq!(split(&agg), users);
+        assert_eq!(users_of(&agg), users);
     }
 
     #[test]
     fn a_plain_record_is_one_user_record() {
-        assert_eq!(split(b"{\"a\":1}"), vec![b"{\"a\":1}".to_vec()]);
-        assert_eq!(split(b""), vec![Vec::<u8>::new()]);
+        assert_eq!(users_of(b"{\"a\":1}"), vec![b"{\"a\":1}".to_vec()]);
+        assert_eq!(users_of(b""), vec![Vec::<u8>::new()]);
     }
 
     #[test]
@@ -229,19 +230,19 @@ mod tests {
         let mut agg = aggregate("pk", &[b"one", b"two"]);
         let last = agg.len() - 1;
         agg[last] ^= 1;
-        assert_eq!(split(&agg), vec![agg.clone()], "digest mismatch");
+        assert_eq!(users_of(&agg), vec![agg.clone()], "digest mismatch");
 
         // A valid digest over a body that is not an AggregatedRecord (a length past the end).
         let body = [3 << 3 | 2, 0x7f, 1, 2];
         let mut bad = KPL_MAGIC.to_vec();
         bad.extend_from_slice(&body);
         bad.extend_from_slice(&Md5::digest(body));
-        assert_eq!(split(&bad), vec![bad.clone()], "malformed protobuf");
+        assert_eq!(users_of(&bad), vec![bad.clone()], "malformed protobuf");
 
         // Magic and digest only: no user records at all.
         let mut empty = KPL_MAGIC.to_vec();
         empty.extend_from_slice(&Md5::digest([]));
-        assert_eq!(split(&empty), vec![empty.clone()], "no records");
+        assert_eq!(users_of(&empty), vec![empty.clone()], "no records");
     }
 
     #[test]
@@ -255,6 +256,6 @@ mod tests {
         let mut agg = KPL_MAGIC.to_vec();
         agg.extend_from_slice(&body);
         agg.extend_from_slice(&Md5::digest(&body));
-        assert_eq!(split(&agg), vec![b"x".to_vec()]);
+        assert_eq!(users_of(&agg), vec![b"x".to_vec()]);
     }
 }
