@@ -13,47 +13,73 @@
 //! How: [`DecodeGetRecords`] is an interceptor put on every GetRecords call. Before the call
 //! runs it stores, in the call's config bag, a response deserializer that wraps the SDK's own
 //! (taken from the operation's configuration layer, `GetRecords::new().config()`, as the SDK
-//! builds it for every call): a 2xx body is decoded here into the SDK's own `GetRecordsOutput`,
-//! so nothing downstream changes. Everything else goes to the SDK's deserializer: error
-//! responses (their codes and messages stay exactly the SDK's), and a body this decoder refuses
-//! (logged), which the SDK then decodes or refuses as it always did. Signing, timeouts,
-//! connection handling and errors stay the SDK's.
+//! builds it for every call). A 2xx body is decoded here: its records packed into [`Records`]
+//! as they are read (no per-record allocation), which the deserializer leaves in the
+//! interceptor for the caller to [`take`](DecodeGetRecords::take), and the rest of the response
+//! into the SDK's own `GetRecordsOutput`, whose `records` stay empty. Everything else goes to the
+//! SDK's deserializer: error responses (their codes and messages stay exactly the SDK's), and a
+//! body this decoder refuses (logged), which the SDK then decodes — its records in the output,
+//! nothing to take — or refuses as it always did. Signing, timeouts, connection handling and
+//! errors stay the SDK's.
 //!
-//! Invariant: for every body, the output is what the SDK's deserializer gives (tested on a
-//! recorded body with KPL aggregates, escapes, unknown members, child shards, and a closed
-//! shard's null iterator).
+//! Invariants: for every body this decoder reads, the packed records are the SDK's records
+//! packed (`Records::from_sdk`) and the rest of the output is the SDK's (tested on a recorded
+//! body with KPL aggregates, escapes, unknown members, child shards, and a closed shard's null
+//! iterator); a body it refuses, the SDK refuses too or reads itself. What a call leaves to take
+//! is its own response's: the interceptor empties its slot before every call, and a task makes
+//! one call at a time.
 //!
-//! Bounds: no copy of the body here (the SDK has already gathered it into one buffer); a
-//! record's strings are copied once, into the SDK's types, and
-//! its payload decoded once.
+//! Bounds: no copy of the body here (the SDK has already gathered it into one buffer); each
+//! payload decoded once, into a buffer sized once from the body's length (three quarters of it
+//! bounds the decoded payloads); strings other than payloads and sequence numbers are borrowed
+//! from the body and dropped.
 
+use super::records::Records;
 use aws_sdk_kinesis::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_kinesis::config::{ConfigBag, FrozenLayer, Intercept};
 use aws_sdk_kinesis::operation::get_records::{GetRecords, GetRecordsOutput};
-use aws_sdk_kinesis::primitives::{Blob, DateTime};
-use aws_sdk_kinesis::types::{ChildShard, EncryptionType, HashKeyRange, Record};
+use aws_sdk_kinesis::types::{ChildShard, HashKeyRange};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{Error, Output};
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, OrchestratorError};
 use aws_smithy_runtime_api::client::runtime_plugin::RuntimePlugin;
 use aws_smithy_runtime_api::client::ser_de::{DeserializeResponse, SharedResponseDeserializer};
+use crossbeam_channel::Receiver;
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// The interceptor: put it on a GetRecords call
-/// (`customize().interceptor(DecodeGetRecords::default())`).
-#[derive(Debug, Default, Clone)]
+/// (`customize().interceptor(decode.clone())`), then [`take`](Self::take) the records.
+#[derive(Debug, Clone)]
 pub struct DecodeGetRecords {
-    /// Bodies this call decoded here (not left to the SDK).
-    decoded: Arc<AtomicU64>,
+    /// The records of the last response decoded here (clones share it).
+    slot: Arc<Mutex<Option<Records>>>,
+    /// Buffers of responses the core has handed out, to decode a later response into.
+    recycled: Receiver<Records>,
+}
+
+impl Default for DecodeGetRecords {
+    /// A decoder that allocates every response's buffers.
+    fn default() -> DecodeGetRecords {
+        DecodeGetRecords::new(crossbeam_channel::never())
+    }
 }
 
 impl DecodeGetRecords {
-    /// Bodies decoded here so far by the calls this interceptor (or a clone) was put on.
-    pub fn decoded(&self) -> u64 {
-        self.decoded.load(Ordering::Relaxed)
+    /// A decoder that decodes into the buffers `recycled` gives back, when it has one.
+    pub fn new(recycled: Receiver<Records>) -> DecodeGetRecords {
+        DecodeGetRecords {
+            slot: Arc::default(),
+            recycled,
+        }
+    }
+
+    /// The records of the last call's response, if this decoder read it; `None` if the SDK's
+    /// deserializer did (its output holds them then).
+    pub fn take(&self) -> Option<Records> {
+        self.slot.lock().expect("never poisoned: no panic while held").take()
     }
 }
 
@@ -67,10 +93,13 @@ impl Intercept for DecodeGetRecords {
         _context: &BeforeSerializationInterceptorContextRef<'_>,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // Nothing of an earlier call (one that failed after its body was decoded) is taken.
+        self.take();
         // The interceptor layer is the top of the bag, so this is the deserializer the call loads.
         cfg.interceptor_state()
             .store_put(SharedResponseDeserializer::new(Deserializer {
-                decoded: self.decoded.clone(),
+                slot: self.slot.clone(),
+                recycled: self.recycled.clone(),
             }));
         Ok(())
     }
@@ -78,7 +107,8 @@ impl Intercept for DecodeGetRecords {
 
 #[derive(Debug)]
 struct Deserializer {
-    decoded: Arc<AtomicU64>,
+    slot: Arc<Mutex<Option<Records>>>,
+    recycled: Receiver<Records>,
 }
 
 /// The GetRecords operation's configuration layer as the SDK makes it for each call; it holds
@@ -93,9 +123,9 @@ impl DeserializeResponse for Deserializer {
     ) -> Result<Output, OrchestratorError<Error>> {
         if response.status().is_success() {
             if let Some(body) = response.body().bytes() {
-                match decode(body) {
-                    Ok(out) => {
-                        self.decoded.fetch_add(1, Ordering::Relaxed);
+                match decode(body, self.recycled.try_recv().unwrap_or_default()) {
+                    Ok((out, records)) => {
+                        *self.slot.lock().expect("never poisoned: no panic while held") = Some(records);
                         return Ok(Output::erase(out));
                     }
                     Err(e) => tracing::warn!(error = %e, "GetRecords: body left to the SDK's deserializer"),
@@ -116,33 +146,118 @@ impl DeserializeResponse for Deserializer {
     }
 }
 
-/// A GetRecords body as JSON: strings borrowed from the body where they hold no escapes (the
-/// base64 payloads, unless the sender escapes `/`), absent and `null` members `None`, unknown
-/// members skipped — as the SDK reads it.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// A GetRecords body (JSON 1.1): records packed as they are read, strings borrowed from the
+/// body where they hold no escapes, absent and `null` members `None`, unknown members skipped,
+/// a repeated member's last value kept — as the SDK reads it.
 struct Body<'a> {
-    #[serde(borrow)]
-    records: Option<Vec<RecordJson<'a>>>,
-    #[serde(borrow)]
+    records: Option<Records>,
     next_shard_iterator: Option<Text<'a>>,
     millis_behind_latest: Option<i64>,
-    #[serde(borrow)]
     child_shards: Option<Vec<ChildShardJson<'a>>>,
 }
 
+/// Reads a [`Body`], its records into `records` (emptied, with room for every payload).
+struct BodySeed {
+    records: Records,
+}
+
+impl<'de> DeserializeSeed<'de> for BodySeed {
+    type Value = Body<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Body<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed {
+    type Value = Body<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a GetRecords response object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body<'de>, A::Error> {
+        let mut spare = self.records;
+        let mut body = Body {
+            records: None,
+            next_shard_iterator: None,
+            millis_behind_latest: None,
+            child_shards: None,
+        };
+        while let Some(key) = map.next_key::<Text>()? {
+            match key.0.as_ref() {
+                // A repeated member (never sent) starts over in a fresh buffer.
+                "Records" => body.records = map.next_value_seed(RecordsSeed(std::mem::take(&mut spare)))?,
+                "NextShardIterator" => body.next_shard_iterator = map.next_value()?,
+                "MillisBehindLatest" => body.millis_behind_latest = map.next_value()?,
+                "ChildShards" => body.child_shards = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// Reads the `Records` member (`null` or an array) into its [`Records`], record by record.
+struct RecordsSeed(Records);
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed {
+    type Value = Option<Records>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<Records>, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed {
+    type Value = Option<Records>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of records")
+    }
+    fn visit_none<E>(self) -> Result<Option<Records>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<Records>, D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Records>, A::Error> {
+        let mut out = self.0;
+        while let Some(r) = seq.next_element::<RecordJson>()? {
+            r.pack(&mut out)
+                .map_err(|e| A::Error::custom(format_args!("Records[{}]: {e}", out.len())))?;
+        }
+        Ok(Some(out))
+    }
+}
+
+/// One record as JSON. Partition key, arrival time and encryption type are read (a body whose
+/// members have the wrong type is refused, as the SDK refuses it) but not kept.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RecordJson<'a> {
     #[serde(borrow)]
     sequence_number: Option<Text<'a>>,
+    #[expect(dead_code, reason = "read for its type only")]
     approximate_arrival_timestamp: Option<f64>,
     #[serde(borrow)]
     data: Option<Base64<'a>>,
     #[serde(borrow)]
     partition_key: Option<Text<'a>>,
     #[serde(borrow)]
+    #[expect(dead_code, reason = "read for its type only")]
     encryption_type: Option<Text<'a>>,
+}
+
+impl RecordJson<'_> {
+    /// Append to `out`, or say which required member is missing or bad.
+    fn pack(self, out: &mut Records) -> Result<(), String> {
+        // The SDK requires these three members.
+        let sequence = self.sequence_number.ok_or("no SequenceNumber")?;
+        let data = self.data.ok_or("no Data")?;
+        if self.partition_key.is_none() {
+            return Err("no PartitionKey".into());
+        }
+        out.push_base64(&data.0, &sequence.0)
+            .map_err(|e| format!("Data: not base64 ({e})"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -219,58 +334,36 @@ impl<'de: 'a, 'a> Deserialize<'de> for Base64<'a> {
     }
 }
 
-/// Decode a GetRecords response body (JSON 1.1 protocol).
-pub fn decode(body: &[u8]) -> Result<GetRecordsOutput, String> {
-    // serde would also take a struct from a JSON array of its members; the SDK would not.
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err("the body is not a JSON object".into());
-    }
-    let body: Body = serde_json::from_slice(body).map_err(|e| format!("not a GetRecords body: {e}"))?;
-    GetRecordsOutput::builder()
-        .set_records(each(body.records, "Records", record)?)
+/// Decode a GetRecords response body (JSON 1.1 protocol): the SDK's output without its
+/// records, and the records packed into `buffers` (any earlier content dropped).
+pub fn decode(body: &[u8], buffers: Records) -> Result<(GetRecordsOutput, Records), String> {
+    // Three quarters of the body bound its decoded payloads.
+    let seed = BodySeed {
+        records: buffers.reuse(body.len() / 4 * 3),
+    };
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let body = seed
+        .deserialize(&mut json)
+        .and_then(|b| json.end().map(|()| b))
+        .map_err(|e| format!("not a GetRecords body: {e}"))?;
+    let child_shards = match body.child_shards {
+        None => None,
+        Some(shards) => Some(
+            shards
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| child_shard(c).map_err(|e| format!("ChildShards[{i}]: {e}")))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let out = GetRecordsOutput::builder()
+        .set_records(Some(Vec::new()))
         .set_next_shard_iterator(body.next_shard_iterator.map(Text::into_owned))
         .set_millis_behind_latest(body.millis_behind_latest)
-        .set_child_shards(each(body.child_shards, "ChildShards", child_shard)?)
+        .set_child_shards(child_shards)
         .build()
-        .map_err(|e| e.to_string())
-}
-
-/// `f` over the items of an optional array member, an error naming the item that failed.
-fn each<J, T>(
-    items: Option<Vec<J>>,
-    member: &str,
-    f: impl Fn(J) -> Result<T, String>,
-) -> Result<Option<Vec<T>>, String> {
-    items
-        .map(|items| {
-            // Sized up front: collecting `Result`s cannot know the length, and growing the
-            // vector by doubling copied every record about twice.
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.into_iter().enumerate() {
-                out.push(f(item).map_err(|e| format!("{member}[{i}]: {e}"))?);
-            }
-            Ok(out)
-        })
-        .transpose()
-}
-
-fn record(r: RecordJson) -> Result<Record, String> {
-    let data = match r.data {
-        Some(b64) => Some(Blob::new(
-            base64_simd::STANDARD
-                .decode_to_vec(&b64.0)
-                .map_err(|e| format!("Data: not base64 ({e})"))?,
-        )),
-        None => None,
-    };
-    Record::builder()
-        .set_sequence_number(r.sequence_number.map(Text::into_owned))
-        .set_approximate_arrival_timestamp(r.approximate_arrival_timestamp.map(DateTime::from_secs_f64))
-        .set_data(data)
-        .set_partition_key(r.partition_key.map(Text::into_owned))
-        .set_encryption_type(r.encryption_type.as_ref().map(|t| EncryptionType::from(t.0.as_ref())))
-        .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok((out, body.records.unwrap_or_default()))
 }
 
 fn child_shard(c: ChildShardJson) -> Result<ChildShard, String> {
@@ -336,10 +429,14 @@ mod tests {
 
     #[test]
     fn decodes_every_body_as_the_sdk_does() {
-        let bodies = [full_body(), CLOSED_BODY.to_string()];
+        // The SDK keeps a repeated member's last value; so must this decoder.
+        let repeated = r#"{"Records":[],"NextShardIterator":"a","NextShardIterator":"b"}"#;
+        let bodies = [full_body(), CLOSED_BODY.to_string(), repeated.to_string()];
         let served = bodies.clone();
         let replay = Replay::start(move |call, _| {
-            let i: usize = call.body.contains("\"it-1\"").into();
+            let i = (0..served.len())
+                .find(|i| call.body.contains(&format!("\"it-{i}\"")))
+                .unwrap();
             (200, served[i].clone().into())
         });
         let src = source(&replay);
@@ -348,9 +445,20 @@ mod tests {
                 .rt
                 .block_on(src.client.get_records().shard_iterator(format!("it-{i}")).send())
                 .unwrap();
-            let ours = decode(body.as_bytes()).unwrap();
-            assert_eq!(ours, sdk, "body {i}");
-            // Through the interceptor, on the SDK's own call: decoded here, same output.
+            let mut sdk_without_records = sdk.clone();
+            sdk_without_records.records.clear();
+            let (out, records) = decode(body.as_bytes(), Records::default()).unwrap();
+            assert_eq!(records, Records::from_sdk(sdk.records()), "body {i}: the records");
+            assert_eq!(out, sdk_without_records, "body {i}: the rest");
+            let mut used = Records::default();
+            used.push(b"old", "9");
+            assert_eq!(
+                decode(body.as_bytes(), used).unwrap().1,
+                records,
+                "body {i}: a reused buffer's old records are gone"
+            );
+            // Through the interceptor, on the SDK's own call: decoded here, the records left
+            // to take.
             let interceptor = DecodeGetRecords::default();
             let via = src
                 .rt
@@ -363,34 +471,41 @@ mod tests {
                         .send(),
                 )
                 .unwrap();
-            assert_eq!(via, sdk, "body {i} through the interceptor");
+            assert_eq!(via, sdk_without_records, "body {i} through the interceptor");
             assert_eq!(
-                interceptor.decoded(),
-                1,
-                "body {i} was decoded by the interceptor's deserializer"
+                interceptor.take(),
+                Some(records),
+                "body {i}: decoded by the interceptor"
             );
+            assert_eq!(interceptor.take(), None, "taken once");
         }
-        let full = decode(bodies[0].as_bytes()).unwrap();
-        assert_eq!(full.records()[0].partition_key(), Some("p\"k\u{e9}\\n/"));
+        let (full, records) = decode(bodies[0].as_bytes(), Records::default()).unwrap();
+        assert_eq!(records.len(), 4);
         assert_eq!(
-            full.records()[1].data().as_ref()[..4],
-            crate::source::kinesis::kpl::KPL_MAGIC
+            records.get(0).1,
+            "49590338271490256608559692538361571095921575989136588898"
         );
-        assert_eq!(
-            full.records()[3].data().as_ref(),
-            [0xff; 3],
-            "an escaped payload decodes too"
-        );
+        assert_eq!(records.get(1).0[..4], crate::source::kinesis::kpl::KPL_MAGIC);
+        assert_eq!(records.get(2).0, b"", "an empty payload");
+        assert_eq!(records.get(3).0, [0xff; 3], "an escaped payload decodes too");
         assert_eq!(full.child_shards().len(), 1);
-        assert!(decode(CLOSED_BODY.as_bytes()).unwrap().next_shard_iterator().is_none());
+        let (closed, records) = decode(CLOSED_BODY.as_bytes(), Records::default()).unwrap();
+        assert!(closed.next_shard_iterator().is_none() && records.is_empty());
+        assert_eq!(
+            decode(repeated.as_bytes(), Records::default())
+                .unwrap()
+                .0
+                .next_shard_iterator(),
+            Some("b")
+        );
     }
 
     #[test]
     fn strings_without_escapes_are_borrowed_from_the_body() {
-        let body = br#"{"Records":[{"SequenceNumber":"1","Data":"AAEC","PartitionKey":"a\/b"}]}"#;
-        let parsed: Body = serde_json::from_slice(body).unwrap();
-        let r = &parsed.records.as_ref().unwrap()[0];
+        let record = br#"{"SequenceNumber":"1","Data":"AAEC","PartitionKey":"a\/b"}"#;
+        let r: RecordJson = serde_json::from_slice(record).unwrap();
         assert!(matches!(r.data.as_ref().unwrap().0, Cow::Borrowed(b"AAEC")));
+        assert!(matches!(&r.sequence_number.as_ref().unwrap().0, Cow::Borrowed("1")));
         assert!(matches!(&r.partition_key.as_ref().unwrap().0, Cow::Owned(k) if k == "a/b"));
     }
 
@@ -428,23 +543,41 @@ mod tests {
         );
         // A body this decoder refuses goes to the SDK, which refuses it too.
         assert!(call("bad", &interceptor).is_some());
-        assert_eq!(interceptor.decoded(), 0);
+        assert_eq!(interceptor.take(), None);
 
-        let e = decode(br#"{"Records":[{"SequenceNumber":"1","Data":"***","PartitionKey":"p"}]}"#).unwrap_err();
-        assert!(e.starts_with("Records[0]: Data: not base64"), "{e}");
-        let e = decode(br#"{"Records":[{"SequenceNumber":1,"Data":"","PartitionKey":"p"}]}"#).unwrap_err();
+        let e = decode(br#"{"Records":[{"SequenceNumber":"1","Data":"","PartitionKey":"p"},{"SequenceNumber":"2","Data":"***","PartitionKey":"p"}]}"#, Records::default()).unwrap_err();
+        assert!(e.contains("Records[1]: Data: not base64"), "{e}");
+        let e = decode(
+            br#"{"Records":[{"SequenceNumber":1,"Data":"","PartitionKey":"p"}]}"#,
+            Records::default(),
+        )
+        .unwrap_err();
         assert!(
             e.starts_with("not a GetRecords body: invalid type: integer `1`, expected a string"),
             "{e}"
         );
         // A payload read as bytes is still only taken from a JSON string.
-        let e = decode(br#"{"Records":[{"SequenceNumber":"1","Data":[65,65],"PartitionKey":"p"}]}"#).unwrap_err();
+        let e = decode(
+            br#"{"Records":[{"SequenceNumber":"1","Data":[65,65],"PartitionKey":"p"}]}"#,
+            Records::default(),
+        )
+        .unwrap_err();
         assert!(e.contains("expected a base64 string"), "{e}");
-        let e = decode(br#"{"Records":[{"Data":"","PartitionKey":"p"}]}"#).unwrap_err();
-        assert!(e.starts_with("Records[0]: ") && e.contains("sequence_number"), "{e}");
-        assert!(decode(b"{\"Records\":[")
+        for (member, body) in [
+            ("SequenceNumber", r#"{"Data":"","PartitionKey":"p"}"#),
+            ("Data", r#"{"SequenceNumber":"1","PartitionKey":"p"}"#),
+            ("PartitionKey", r#"{"SequenceNumber":"1","Data":""}"#),
+        ] {
+            let e = decode(format!(r#"{{"Records":[{body}]}}"#).as_bytes(), Records::default()).unwrap_err();
+            assert!(e.contains(&format!("Records[0]: no {member}")), "{e}");
+        }
+        assert!(decode(b"{\"Records\":[", Records::default())
             .unwrap_err()
             .starts_with("not a GetRecords body: EOF"));
-        assert_eq!(decode(b" []").unwrap_err(), "the body is not a JSON object");
+        let e = decode(b" []", Records::default()).unwrap_err();
+        assert!(e.contains("expected a GetRecords response object"), "{e}");
+        let e = decode(br#"{"Records":null} {}"#, Records::default()).unwrap_err();
+        assert!(e.contains("trailing characters"), "{e}");
+        assert!(decode(br#"{"Records":null}"#, Records::default()).unwrap().1.is_empty());
     }
 }

@@ -23,12 +23,13 @@
 //! records, e.g. under backpressure) stops the task's calls until there is room.
 
 use super::decode::DecodeGetRecords;
+use super::records::Records;
 use super::CURSOR_END;
 use crate::aws::{error_chain, is_transport, status};
 use crate::config::KinesisConfig;
 use crate::store::CheckpointStore;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_kinesis::types::{Record, ShardIteratorType};
+use aws_sdk_kinesis::types::ShardIteratorType;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
@@ -48,7 +49,8 @@ pub const PARENT_POLL: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub enum Msg {
     Records {
-        records: Vec<Record>,
+        /// The response's records, packed.
+        records: Records,
         /// Per record: a KPL aggregate whose digest matches (`kpl::digests_match`), checked
         /// here, on the fetch runtime, rather than on the owning core.
         aggregates: Vec<bool>,
@@ -255,6 +257,8 @@ pub struct ShardTask {
     pub checkpoints: Option<Arc<dyn CheckpointStore>>,
     pub cfg: KinesisConfig,
     pub stream_pace: Arc<Pace>,
+    /// Buffers of responses the reader has handed out, to decode later responses into.
+    pub recycled: crossbeam_channel::Receiver<Records>,
 }
 
 impl ShardTask {
@@ -322,7 +326,7 @@ impl ShardTask {
         let mut next_call = Instant::now();
         let mut throttles = 0u64;
         // One interceptor for the task's calls (each call takes a clone: no allocation).
-        let decode = DecodeGetRecords::default();
+        let decode = DecodeGetRecords::new(self.recycled.clone());
         loop {
             let result = match iterator.take() {
                 None => self.iterator(&at).await.map(|it| {
@@ -353,22 +357,25 @@ impl ShardTask {
                 Ok(None) => backoff.reset(),
                 Ok(Some((out, started))) => {
                     backoff.reset();
-                    let bytes: usize = out.records.iter().map(|r| r.data().as_ref().len()).sum();
-                    let paid = Duration::from_secs_f64(bytes as f64 / cfg.shard_bytes_per_s_max as f64);
+                    // Decoded by `decode` (packed as read), or by the SDK when `decode` refused
+                    // the body (packed here).
+                    let records = decode.take().unwrap_or_else(|| Records::from_sdk(&out.records));
+                    let paid = Duration::from_secs_f64(records.data_bytes() as f64 / cfg.shard_bytes_per_s_max as f64);
                     next_call = started + call_interval.max(paid);
-                    let empty = out.records.is_empty();
-                    if let Some(last) = out.records.last() {
-                        at = StartAt::After(last.sequence_number().to_string());
+                    if let Some(last) = records.last_sequence() {
+                        at = StartAt::After(last.to_string());
                     }
                     let closed = out.next_shard_iterator.is_none();
-                    let datas: Vec<&[u8]> = out.records.iter().map(|r| r.data().as_ref()).collect();
-                    let aggregates = super::kpl::digests_match(&datas);
+                    let empty = records.is_empty();
+                    // Empty responses are sent too: their MillisBehindLatest says the shard
+                    // caught up.
+                    let aggregates = super::kpl::digests_match(&records.payloads().collect::<Vec<_>>());
                     let msg = Msg::Records {
+                        records,
                         aggregates,
                         lag_ms: out.millis_behind_latest.map(|l| l.max(0) as u64),
                         throttles: std::mem::take(&mut throttles),
                         closed,
-                        records: out.records,
                     };
                     if tx.send(msg).await.is_err() || closed {
                         return Ok(()); // the reader is gone, or the shard is done

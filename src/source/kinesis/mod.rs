@@ -23,13 +23,19 @@
 //! Without a cursor (no checkpoint, `start = "trim_horizon"`) a shard is read from its trim
 //! horizon.
 //!
+//! A response travels packed ([`records::Records`]: three buffers, not three allocations per
+//! record), and once the reader has handed it out its buffers go back to the task for a later
+//! response.
+//!
 //! Bounds: per shard, `prefetch_max` responses of at most `records_per_call_max` records (at
-//! most 10 MiB each, the service's limit) wait outside the ring.
+//! most 10 MiB each, the service's limit) wait outside the ring, and [`RECYCLED_MAX`] emptied
+//! response buffers wait to be reused.
 
 pub mod decode;
 pub mod fetch;
 pub mod kpl;
 pub mod md5_lanes;
+pub mod records;
 pub mod replay;
 
 use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Resume, Source, SourceError};
@@ -37,6 +43,7 @@ use crate::config::{KinesisConfig, KinesisStart};
 use crate::runtime::clock::Clock;
 use crate::store::CheckpointStore;
 use fetch::{Msg, ShardTask, StartAt};
+use records::Records;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +54,10 @@ pub const KINESIS_RUNTIME_THREADS: usize = 2;
 /// How long a reader with no response ready tells its core to wait before asking again: far
 /// below the 200 ms between two GetRecords calls of a shard, so a response waits little.
 pub const READER_IDLE: Duration = Duration::from_millis(10);
+/// Buffers of handed-out responses a shard's reader gives back to its fetch task; one suffices
+/// (the task takes one per call, the reader returns one per response), more would only hold
+/// memory.
+pub const RECYCLED_MAX: usize = 1;
 /// The cursor of a finished shard.
 pub const CURSOR_END: &str = "end";
 
@@ -198,6 +209,7 @@ impl Source for KinesisSource {
         };
         let parents = self.listed_parents(&partition.id);
         let (tx, rx) = tokio::sync::mpsc::channel(self.cfg.prefetch_max as usize);
+        let (recycle, recycled) = crossbeam_channel::bounded(RECYCLED_MAX);
         let task = ShardTask {
             client: self.client.clone(),
             source: self.name.clone(),
@@ -207,6 +219,7 @@ impl Source for KinesisSource {
             checkpoints: self.checkpoints.clone(),
             cfg: self.cfg.clone(),
             stream_pace: self.stream_pace.clone(),
+            recycled,
         };
         let finished = start == StartAt::Finished;
         let handle = (!finished).then(|| self.rt.spawn(task.run(start, tx)));
@@ -214,6 +227,7 @@ impl Source for KinesisSource {
             source: self.name.clone(),
             shard: partition.id.clone(),
             rx,
+            recycle,
             task: handle,
             pending: VecDeque::new(),
             next_position: resume.map_or(0, |r| r.position),
@@ -224,15 +238,25 @@ impl Source for KinesisSource {
     }
 }
 
+/// A response's records on the owning core.
+struct Pending {
+    records: Records,
+    /// Per record: a KPL aggregate whose digest matched.
+    aggregates: Vec<bool>,
+    /// The first record not yet handed out.
+    next: usize,
+}
+
 /// A shard's reader on its core: drains the fetch task's responses into batches.
 struct KinesisReader {
     source: String,
     shard: String,
     rx: tokio::sync::mpsc::Receiver<Msg>,
+    /// Where handed-out responses' buffers go back to the fetch task.
+    recycle: crossbeam_channel::Sender<Records>,
     task: Option<tokio::task::JoinHandle<()>>,
-    /// Kinesis records of the responses received and not yet handed out, each with whether it
-    /// is a KPL aggregate whose digest matched.
-    pending: VecDeque<(aws_sdk_kinesis::types::Record, bool)>,
+    /// Responses received and not yet wholly handed out (none empty).
+    pending: VecDeque<Pending>,
     next_position: u64,
     /// The task said the shard is closed and sent its last records.
     closed: bool,
@@ -268,7 +292,13 @@ impl KinesisReader {
                     throttles,
                     closed,
                 }) => {
-                    self.pending.extend(records.into_iter().zip(aggregates));
+                    if !records.is_empty() {
+                        self.pending.push_back(Pending {
+                            records,
+                            aggregates,
+                            next: 0,
+                        });
+                    }
                     if let Some(l) = lag_ms {
                         self.lag_ms = Some(l);
                     }
@@ -290,24 +320,37 @@ impl PartitionReader for KinesisReader {
     fn fetch(&mut self, batch: &mut FetchBatch, max_records: usize, _clock: &dyn Clock) -> Result<Fetch, SourceError> {
         batch.clear();
         batch.cursor = None;
-        if self.pending.len() < max_records {
+        if self.pending.iter().map(|p| p.records.len() - p.next).sum::<usize>() < max_records {
             self.receive()?;
         }
         // Whole Kinesis records only, so the cursor `after:<seq>` is exact.
-        let mut last_seq = None;
+        let mut took = false;
         while batch.records.len() < max_records && !batch.is_full() {
-            let Some((r, aggregate)) = self.pending.pop_front() else {
+            let Some(p) = self.pending.front_mut() else {
                 break;
             };
+            let (data, seq) = p.records.get(p.next);
             let next = &mut self.next_position;
-            kpl::split(r.data().as_ref(), aggregate, |user| {
+            kpl::split(data, p.aggregates[p.next], |user| {
                 batch.push(user, *next, None);
                 *next += 1;
             });
-            last_seq = Some(r.sequence_number);
+            p.next += 1;
+            took = true;
+            if p.next == p.records.len() {
+                // The cursor of a response's last record, formatted once per response; a
+                // later record of this batch replaces it.
+                batch.cursor = Some(format!("after:{seq}"));
+                took = false;
+                let done = self.pending.pop_front().expect("front");
+                // Dropped if the task has one to spare already, or is gone.
+                let _ = self.recycle.try_send(done.records);
+            }
         }
-        // The cursor of the batch's last record, formatted once per batch.
-        batch.cursor = last_seq.map(|seq| format!("after:{seq}"));
+        if took {
+            let p = self.pending.front().expect("took from it");
+            batch.cursor = Some(format!("after:{}", p.records.get(p.next - 1).1));
+        }
         batch.next_position = self.next_position;
         let finished = self.closed && self.pending.is_empty();
         if finished {

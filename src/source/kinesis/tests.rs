@@ -79,6 +79,59 @@ fn throttling_is_retried_and_counted_and_an_expired_iterator_resumes_after_the_l
 }
 
 #[test]
+fn small_batches_cut_responses_on_whole_records_and_name_their_last_one() {
+    let agg = kpl::aggregate("pk", &[b"x".as_slice(), b"y", b"z"]);
+    let replay = Replay::start(move |call, n| match (call.op.as_str(), n) {
+        ("ListShards", _) => (200, list_shards(1).into()),
+        ("GetShardIterator", _) => (200, r#"{"ShardIterator":"it"}"#.into()),
+        ("GetRecords", 0) => (
+            200,
+            get_records(&[rec(1, "a"), rec(2, "b"), rec(3, "c")], Some("it")).into(),
+        ),
+        ("GetRecords", _) => (200, get_records(&[("4".into(), agg.clone()), rec(5, "e")], None).into()),
+        (op, _) => panic!("unexpected {op}"),
+    });
+    let src = source(&replay, "");
+    let mut reader = src.open(&src.partitions().unwrap()[0], None).unwrap();
+    let seq_of = |payload: &[u8]| match payload {
+        b"a" => 1,
+        b"b" => 2,
+        b"c" => 3,
+        b"x" | b"y" | b"z" => 4,
+        b"e" => 5,
+        other => panic!("unexpected {other:?}"),
+    };
+    let (mut got, mut batches) = (Vec::new(), 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut batch = FetchBatch::default();
+    loop {
+        let f = reader.fetch(&mut batch, 2, &SystemClock).unwrap();
+        if let Some(last) = batch.records.last() {
+            // The shard's last batch says `end` instead.
+            if f != Fetch::End {
+                let last_seq = seq_of(batch.payload(last));
+                assert_eq!(batch.cursor, Some(format!("after:{last_seq}")), "batch {batches}");
+            }
+            batches += 1;
+        }
+        got.extend(batch.records.iter().map(|r| (batch.payload(r).to_vec(), r.position)));
+        if f == Fetch::End {
+            assert_eq!(batch.cursor.as_deref(), Some(CURSOR_END));
+            break;
+        }
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let want: Vec<(Vec<u8>, u64)> = ["a", "b", "c", "x", "y", "z", "e"]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.as_bytes().to_vec(), i as u64))
+        .collect();
+    assert_eq!(got, want, "every user record once, in order, positions dense");
+    assert!(batches >= 4, "batches of 2 (an aggregate whole): {batches}");
+}
+
+#[test]
 fn a_checkpoint_cursor_resumes_after_its_record_and_end_reads_nothing() {
     let replay = Replay::start(|call, _| match call.op.as_str() {
         "ListShards" => (200, list_shards(1).into()),
