@@ -5,8 +5,9 @@
 //! SDK's JSON string reader going through every record's base64 `Data` byte by byte, and 2.5%
 //! more its UTF-8 checks; a GetRecords body is ~1.3 bytes of base64 per byte of record. Here
 //! serde_json borrows each string from the body when it holds no escape (a base64 payload has
-//! none unless the sender escapes `/`), reading a payload as bytes (its end found by
-//! `memchr2`, no UTF-8 check), and base64-simd decodes it: the fetch path costs 0.56–0.73× the
+//! none unless the sender escapes `/`), reads a record's payload, sequence number and member
+//! names as bytes (their ends found by `memchr2`, no UTF-8 check but the sequence number's),
+//! skips the members the pipeline does not read, and base64-simd decodes the payload: the fetch path costs 0.56–0.73× the
 //! CPU per record it did with the SDK's (BENCHMARKS.md, session 8). simd-json was tried first:
 //! it copies every string into its scratch and back, and was no cheaper.
 //!
@@ -31,8 +32,7 @@
 //!
 //! Bounds: no copy of the body here (the SDK has already gathered it into one buffer); each
 //! payload decoded once, into a buffer sized once from the body's length (three quarters of it
-//! bounds the decoded payloads); strings other than payloads and sequence numbers are borrowed
-//! from the body and dropped.
+//! bounds the decoded payloads); a record's other members are skipped, never copied.
 
 use super::records::Records;
 use aws_sdk_kinesis::config::interceptors::BeforeSerializationInterceptorContextRef;
@@ -181,13 +181,13 @@ impl<'de> Visitor<'de> for BodySeed {
             millis_behind_latest: None,
             child_shards: None,
         };
-        while let Some(key) = map.next_key::<Text>()? {
+        while let Some(key) = map.next_key::<Bytes>()? {
             match key.0.as_ref() {
                 // A repeated member (never sent) starts over in a fresh buffer.
-                "Records" => body.records = map.next_value_seed(RecordsSeed(std::mem::take(&mut spare)))?,
-                "NextShardIterator" => body.next_shard_iterator = map.next_value()?,
-                "MillisBehindLatest" => body.millis_behind_latest = map.next_value()?,
-                "ChildShards" => body.child_shards = map.next_value()?,
+                b"Records" => body.records = map.next_value_seed(RecordsSeed(std::mem::take(&mut spare)))?,
+                b"NextShardIterator" => body.next_shard_iterator = map.next_value()?,
+                b"MillisBehindLatest" => body.millis_behind_latest = map.next_value()?,
+                b"ChildShards" => body.child_shards = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -228,34 +228,50 @@ impl<'de> Visitor<'de> for RecordsSeed {
     }
 }
 
-/// One record as JSON. Partition key, arrival time and encryption type are read (a body whose
-/// members have the wrong type is refused, as the SDK refuses it) but not kept.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// One record as it is packed: its payload and sequence number, their strings read as bytes
+/// (and so its member names). The members the pipeline does not read (partition key, arrival
+/// time, encryption type) are skipped unread, as unknown ones are.
 struct RecordJson<'a> {
-    #[serde(borrow)]
-    sequence_number: Option<Text<'a>>,
-    #[expect(dead_code, reason = "read for its type only")]
-    approximate_arrival_timestamp: Option<f64>,
-    #[serde(borrow)]
-    data: Option<Base64<'a>>,
-    #[serde(borrow)]
-    partition_key: Option<Text<'a>>,
-    #[serde(borrow)]
-    #[expect(dead_code, reason = "read for its type only")]
-    encryption_type: Option<Text<'a>>,
+    sequence_number: Option<Bytes<'a>>,
+    data: Option<Bytes<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RecordJson<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RecordVisitor;
+        impl<'de> Visitor<'de> for RecordVisitor {
+            type Value = RecordJson<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a record object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RecordJson<'de>, A::Error> {
+                let mut record = RecordJson {
+                    sequence_number: None,
+                    data: None,
+                };
+                while let Some(key) = map.next_key::<Bytes>()? {
+                    match key.0.as_ref() {
+                        b"SequenceNumber" => record.sequence_number = map.next_value()?,
+                        b"Data" => record.data = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(record)
+            }
+        }
+        d.deserialize_map(RecordVisitor)
+    }
 }
 
 impl RecordJson<'_> {
-    /// Append to `out`, or say which required member is missing or bad.
+    /// Append to `out`, or say which member is missing or bad.
     fn pack(self, out: &mut Records) -> Result<(), String> {
-        // The SDK requires these three members.
         let sequence = self.sequence_number.ok_or("no SequenceNumber")?;
+        let sequence = std::str::from_utf8(&sequence.0).map_err(|_| "SequenceNumber: not UTF-8")?;
         let data = self.data.ok_or("no Data")?;
-        if self.partition_key.is_none() {
-            return Err("no PartitionKey".into());
-        }
-        out.push_base64(&data.0, &sequence.0)
+        out.push_base64(&data.0, sequence)
             .map_err(|e| format!("Data: not base64 ({e})"))
     }
 }
@@ -309,25 +325,25 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// A base64 payload, its JSON string read as bytes: serde_json then finds its end with
-/// `memchr2` instead of eight bytes at a time and skips the UTF-8 check (base64 decoding
-/// refuses anything that is not base64). Escapes are still decoded; borrowed when there are
-/// none.
-struct Base64<'a>(Cow<'a, [u8]>);
+/// A JSON string read as bytes: serde_json then finds its end with `memchr2` instead of eight
+/// bytes at a time and skips the UTF-8 check (base64 decoding refuses anything that is not
+/// base64; a sequence number is checked when packed). Escapes are still decoded; borrowed when
+/// there are none.
+struct Bytes<'a>(Cow<'a, [u8]>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Base64<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for Bytes<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Base64<'de>;
+            type Value = Bytes<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a base64 string")
+                f.write_str("a string")
             }
-            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Base64<'de>, E> {
-                Ok(Base64(Cow::Borrowed(v)))
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Bytes<'de>, E> {
+                Ok(Bytes(Cow::Borrowed(v)))
             }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Base64<'de>, E> {
-                Ok(Base64(Cow::Owned(v.to_vec())))
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes<'de>, E> {
+                Ok(Bytes(Cow::Owned(v.to_vec())))
             }
         }
         d.deserialize_bytes(Visitor)
@@ -502,11 +518,13 @@ mod tests {
 
     #[test]
     fn strings_without_escapes_are_borrowed_from_the_body() {
-        let record = br#"{"SequenceNumber":"1","Data":"AAEC","PartitionKey":"a\/b"}"#;
+        let record = br#"{"SequenceNumber":"1","D\u0061ta":"AA\/C","PartitionKey":"p"}"#;
         let r: RecordJson = serde_json::from_slice(record).unwrap();
-        assert!(matches!(r.data.as_ref().unwrap().0, Cow::Borrowed(b"AAEC")));
-        assert!(matches!(&r.sequence_number.as_ref().unwrap().0, Cow::Borrowed("1")));
-        assert!(matches!(&r.partition_key.as_ref().unwrap().0, Cow::Owned(k) if k == "a/b"));
+        assert!(matches!(r.sequence_number.as_ref().unwrap().0, Cow::Borrowed(b"1")));
+        assert!(
+            matches!(&r.data.as_ref().unwrap().0, Cow::Owned(d) if d == b"AA/C"),
+            "escapes decoded, in member names too"
+        );
     }
 
     #[test]
@@ -562,15 +580,20 @@ mod tests {
             Records::default(),
         )
         .unwrap_err();
-        assert!(e.contains("expected a base64 string"), "{e}");
+        assert!(e.contains("invalid type: sequence, expected a string"), "{e}");
         for (member, body) in [
             ("SequenceNumber", r#"{"Data":"","PartitionKey":"p"}"#),
             ("Data", r#"{"SequenceNumber":"1","PartitionKey":"p"}"#),
-            ("PartitionKey", r#"{"SequenceNumber":"1","Data":""}"#),
         ] {
             let e = decode(format!(r#"{{"Records":[{body}]}}"#).as_bytes(), Records::default()).unwrap_err();
             assert!(e.contains(&format!("Records[0]: no {member}")), "{e}");
         }
+        let e = decode(
+            b"{\"Records\":[{\"SequenceNumber\":\"\xff\",\"Data\":\"\"}]}",
+            Records::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("Records[0]: SequenceNumber: not UTF-8"), "{e}");
         assert!(decode(b"{\"Records\":[", Records::default())
             .unwrap_err()
             .starts_with("not a GetRecords body: EOF"));

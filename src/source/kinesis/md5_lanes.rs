@@ -14,8 +14,8 @@
 //! whole. AVX-512 is used for more than eight messages, AVX2 for two or more; otherwise (or
 //! off x86-64) each digest is the `md-5` crate's.
 //!
-//! Bounds: at most sixteen lanes of state and one transposed block (16 × 16 words) on the
-//! stack; the output is one 16-byte digest per message.
+//! Bounds: at most sixteen lanes of state on the stack (each lane's block is transposed into
+//! word vectors in registers); the output is one 16-byte digest per message.
 
 use md5::{Digest, Md5};
 
@@ -103,9 +103,12 @@ mod x86 {
         next: usize,
     }
 
-    /// One MD5 block in each of `N` lanes: `state` (a, b, c, d; lane-major) advanced by the
-    /// block whose word w, lane by lane, is `words[w]`.
-    pub(super) type Compress<const N: usize> = unsafe fn(&mut [[u32; N]; 4], &[[u32; N]; 16]);
+    /// One MD5 block in each of `N` lanes: `state` (a, b, c, d; lane-major) advanced by lane
+    /// l's block `blocks[l]`.
+    pub(super) type Compress<const N: usize> = unsafe fn(&mut [[u32; N]; 4], &[&[u8; 64]; N]);
+
+    /// The block of a lane with no message.
+    static IDLE: [u8; 64] = [0; 64];
 
     /// The digests of `messages`, `N` lanes abreast.
     ///
@@ -116,7 +119,6 @@ mod x86 {
         let mut state = [[0u32; N]; 4];
         let mut lanes: [Option<Busy>; N] = std::array::from_fn(|_| None);
         let mut queue = messages.iter().enumerate();
-        let mut words = [[0u32; N]; 16];
         loop {
             // Idle lanes take the next messages, starting from the IV.
             for (lane, slot) in lanes.iter_mut().enumerate() {
@@ -136,20 +138,12 @@ mod x86 {
             if lanes.iter().all(Option::is_none) {
                 return out;
             }
-            // Transpose: word w of every lane's current block into words[w].
-            for (lane, slot) in lanes.iter().enumerate() {
-                match slot {
-                    Some(busy) => {
-                        let block = busy.blocks.block(busy.next);
-                        for (word, bytes) in words.iter_mut().zip(block.chunks_exact(4)) {
-                            word[lane] = u32::from_le_bytes(bytes.try_into().expect("4 bytes"));
-                        }
-                    }
-                    None => words.iter_mut().for_each(|word| word[lane] = 0),
-                }
-            }
+            let blocks: [&[u8; 64]; N] = std::array::from_fn(|lane| match &lanes[lane] {
+                Some(busy) => busy.blocks.block(busy.next),
+                None => &IDLE,
+            });
             // SAFETY: the caller vouches that the CPU supports `compress`.
-            unsafe { compress(&mut state, &words) };
+            unsafe { compress(&mut state, &blocks) };
             for (lane, slot) in lanes.iter_mut().enumerate() {
                 let Some(busy) = slot else { continue };
                 busy.next += 1;
@@ -165,16 +159,16 @@ mod x86 {
     }
 
     /// The 64 steps of RFC 1321 over lanes, in terms of the instruction set's operations
-    /// (`$ops`): `add`, the round functions `f`, `g`, `h`, `i`, `rotl::<S>`, `splat`, `load`,
-    /// `store`.
+    /// (`$ops`): `words` (the lanes' blocks transposed: word w of every lane in vector w), `add`,
+    /// the round functions `f`, `g`, `h`, `i`, `rotl::<S>`, `splat`, `load`, `store`.
     macro_rules! compress {
         ($name:ident, $feature:literal, $n:literal, $ops:ident) => {
             /// # Safety
             /// The CPU must support the instruction set named in `target_feature`.
             #[target_feature(enable = $feature)]
-            pub(super) unsafe fn $name(state: &mut [[u32; $n]; 4], words: &[[u32; $n]; 16]) {
+            pub(super) unsafe fn $name(state: &mut [[u32; $n]; 4], blocks: &[&[u8; 64]; $n]) {
                 use $ops::*;
-                let m: [_; 16] = std::array::from_fn(|w| load(&words[w]));
+                let m = words(blocks);
                 let (mut a, mut b, mut c, mut d) = (load(&state[0]), load(&state[1]), load(&state[2]), load(&state[3]));
                 let (a0, b0, c0, d0) = (a, b, c, d);
                 // One step: a = b + ((a + fn(b, c, d) + K[i] + M[g]) <<< s), then the roles
@@ -263,6 +257,47 @@ mod x86 {
                 _mm256_srlv_epi32(x, _mm256_set1_epi32(32 - S)),
             )
         }
+        /// Word w of lane l's block into lane l of vector w: two 8 × 8 transposes in registers.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        pub fn words(blocks: &[&[u8; 64]; 8]) -> [V; 16] {
+            let mut out = [_mm256_setzero_si256(); 16];
+            for half in 0..2 {
+                let mut r = [_mm256_setzero_si256(); 8];
+                for (row, block) in r.iter_mut().zip(blocks) {
+                    // SAFETY: bytes 32 × half .. 32 × half + 32 of a 64-byte block are readable;
+                    // the load is unaligned.
+                    *row = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * half).cast()) };
+                }
+                // Pairs of rows interleaved by word, then by word pair: u[j] holds word j (low
+                // 128 bits) and word 4 + j (high) of rows 0..4, u[4 + j] the same of rows 4..8.
+                let t: [V; 8] = [
+                    _mm256_unpacklo_epi32(r[0], r[1]),
+                    _mm256_unpackhi_epi32(r[0], r[1]),
+                    _mm256_unpacklo_epi32(r[2], r[3]),
+                    _mm256_unpackhi_epi32(r[2], r[3]),
+                    _mm256_unpacklo_epi32(r[4], r[5]),
+                    _mm256_unpackhi_epi32(r[4], r[5]),
+                    _mm256_unpacklo_epi32(r[6], r[7]),
+                    _mm256_unpackhi_epi32(r[6], r[7]),
+                ];
+                let u: [V; 8] = [
+                    _mm256_unpacklo_epi64(t[0], t[2]),
+                    _mm256_unpackhi_epi64(t[0], t[2]),
+                    _mm256_unpacklo_epi64(t[1], t[3]),
+                    _mm256_unpackhi_epi64(t[1], t[3]),
+                    _mm256_unpacklo_epi64(t[4], t[6]),
+                    _mm256_unpackhi_epi64(t[4], t[6]),
+                    _mm256_unpacklo_epi64(t[5], t[7]),
+                    _mm256_unpackhi_epi64(t[5], t[7]),
+                ];
+                for j in 0..4 {
+                    out[8 * half + j] = _mm256_permute2x128_si256::<0x20>(u[j], u[4 + j]);
+                    out[8 * half + 4 + j] = _mm256_permute2x128_si256::<0x31>(u[j], u[4 + j]);
+                }
+            }
+            out
+        }
         #[inline]
         #[target_feature(enable = "avx2")]
         pub fn load(v: &[u32; 8]) -> V {
@@ -318,6 +353,45 @@ mod x86 {
         #[target_feature(enable = "avx512f")]
         pub fn rotl<const S: i32>(x: V) -> V {
             _mm512_rol_epi32::<S>(x)
+        }
+        /// Word w of lane l's block into lane l of vector w: a 16 × 16 transpose in registers.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub fn words(blocks: &[&[u8; 64]; 16]) -> [V; 16] {
+            let zero = _mm512_setzero_si512();
+            let mut r = [zero; 16];
+            for (row, block) in r.iter_mut().zip(blocks) {
+                // SAFETY: a block is 64 readable bytes; the load is unaligned.
+                *row = unsafe { _mm512_loadu_si512(block.as_ptr().cast()) };
+            }
+            // Rows interleaved by word in pairs, then by word pair in fours: in each 128-bit
+            // quarter q, u[4m + j] holds word 4q + j of rows 4m..4m + 4.
+            let mut t = [zero; 16];
+            for k in 0..8 {
+                t[2 * k] = _mm512_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+                t[2 * k + 1] = _mm512_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+            }
+            let mut u = [zero; 16];
+            for m in 0..4 {
+                u[4 * m] = _mm512_unpacklo_epi64(t[4 * m], t[4 * m + 2]);
+                u[4 * m + 1] = _mm512_unpackhi_epi64(t[4 * m], t[4 * m + 2]);
+                u[4 * m + 2] = _mm512_unpacklo_epi64(t[4 * m + 1], t[4 * m + 3]);
+                u[4 * m + 3] = _mm512_unpackhi_epi64(t[4 * m + 1], t[4 * m + 3]);
+            }
+            // Then the quarters: word 4q + j gathers quarter q of u[j], u[4 + j], u[8 + j],
+            // u[12 + j].
+            let mut out = [zero; 16];
+            for j in 0..4 {
+                let lo = _mm512_shuffle_i32x4::<0x44>(u[j], u[4 + j]); // quarters 0, 1 of each
+                let hi = _mm512_shuffle_i32x4::<0xEE>(u[j], u[4 + j]); // quarters 2, 3
+                let lo2 = _mm512_shuffle_i32x4::<0x44>(u[8 + j], u[12 + j]);
+                let hi2 = _mm512_shuffle_i32x4::<0xEE>(u[8 + j], u[12 + j]);
+                out[j] = _mm512_shuffle_i32x4::<0x88>(lo, lo2);
+                out[4 + j] = _mm512_shuffle_i32x4::<0xDD>(lo, lo2);
+                out[8 + j] = _mm512_shuffle_i32x4::<0x88>(hi, hi2);
+                out[12 + j] = _mm512_shuffle_i32x4::<0xDD>(hi, hi2);
+            }
+            out
         }
         #[inline]
         #[target_feature(enable = "avx512f")]

@@ -3,8 +3,10 @@
 //! emulator does on demand — throttling, expired iterators, a recorded response replayed at
 //! full speed — and records every call so a test can check pacing and resumption.
 //!
-//! Bounds: one thread per connection (the SDK keeps a few per runtime); bodies are read whole.
+//! Bounds: one thread per connection (the SDK keeps a few per runtime); bodies are read whole;
+//! every call is kept (a bench's run is minutes of calls), counted per operation as it comes.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,9 +30,16 @@ pub fn error(status: u16, kind: &str) -> Answer {
     (status, format!(r#"{{"__type":"{kind}","message":"scripted"}}"#).into())
 }
 
+/// Every call so far, and how many of each operation.
+#[derive(Default)]
+struct Log {
+    calls: Vec<Call>,
+    per_op: HashMap<String, usize>,
+}
+
 pub struct Replay {
     pub port: u16,
-    pub calls: Arc<Mutex<Vec<Call>>>,
+    log: Arc<Mutex<Log>>,
     /// CPU nanoseconds the connection threads spent, up to each one's last answer written.
     cpu_ns: Arc<AtomicU64>,
 }
@@ -40,17 +49,17 @@ impl Replay {
     pub fn start(answer: impl Fn(&Call, usize) -> Answer + Send + Sync + 'static) -> Replay {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
         let port = listener.local_addr().expect("bound").port();
-        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+        let log: Arc<Mutex<Log>> = Arc::default();
         let answer = Arc::new(answer);
-        let (log, cpu_ns) = (calls.clone(), Arc::<AtomicU64>::default());
+        let (served, cpu_ns) = (log.clone(), Arc::<AtomicU64>::default());
         let spent = cpu_ns.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (answer, log, spent) = (answer.clone(), log.clone(), spent.clone());
+                let (answer, log, spent) = (answer.clone(), served.clone(), spent.clone());
                 std::thread::spawn(move || serve(conn, &*answer, &log, &spent));
             }
         });
-        Replay { port, calls, cpu_ns }
+        Replay { port, log, cpu_ns }
     }
 
     /// CPU time the endpoint itself spent answering (its connection threads, as of each one's
@@ -65,20 +74,20 @@ impl Replay {
 
     /// The calls of one operation so far.
     pub fn calls(&self, op: &str) -> Vec<Call> {
-        self.calls
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .filter(|c| c.op == op)
-            .cloned()
-            .collect()
+        let log = self.log.lock().expect("not poisoned");
+        log.calls.iter().filter(|c| c.op == op).cloned().collect()
+    }
+
+    /// How many calls of any operation so far.
+    pub fn call_count(&self) -> usize {
+        self.log.lock().expect("not poisoned").calls.len()
     }
 }
 
 fn serve(
     conn: TcpStream,
     answer: &(dyn Fn(&Call, usize) -> Answer + Send + Sync),
-    log: &Mutex<Vec<Call>>,
+    log: &Mutex<Log>,
     spent: &AtomicU64,
 ) {
     let mut charged = crate::telemetry::cpu::thread();
@@ -112,10 +121,12 @@ fn serve(
             at: Instant::now(),
         };
         let (status, reply) = {
-            let mut calls = log.lock().expect("not poisoned");
-            let n = calls.iter().filter(|c| c.op == call.op).count();
-            calls.push(call.clone());
-            drop(calls);
+            let mut log = log.lock().expect("not poisoned");
+            let seen = log.per_op.entry(call.op.clone()).or_default();
+            let n = *seen;
+            *seen += 1;
+            log.calls.push(call.clone());
+            drop(log);
             answer(&call, n)
         };
         let reason = if status == 200 { "OK" } else { "Error" };
