@@ -11,7 +11,9 @@
 //! lake that already holds other runs can be measured again; the audit rows of files another
 //! run wrote are passed over by their event-time range without opening the file.
 //!
-//! Bounds: files are read one at a time, the `ts` column only.
+//! Bounds: files are read one at a time, the `ts` column only; while waiting for a run to land,
+//! each audit file is read once ([`Audit::update`] reads only the files new since its last
+//! call: the store writes a file whole, by rename, and never changes it).
 
 use crate::record::Recorder;
 use arrow_array::{Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
@@ -84,11 +86,39 @@ struct Durable {
     records: i64,
 }
 
-fn durable_files(lake: &Path, w: &Window) -> Result<Vec<Durable>, String> {
-    let mut audit = Vec::new();
-    parquet_files(&lake.join("audit/kind=file"), &mut audit).map_err(|e| format!("{}: {e}", lake.display()))?;
-    let (mut seen, mut out) = (HashSet::new(), Vec::new());
-    for path in audit {
+/// The ETL files of a window found in the audit trail so far.
+#[derive(Default)]
+pub struct Audit {
+    /// Audit files read.
+    read: HashSet<PathBuf>,
+    /// Keys of the ETL files found (one audit row counts, however many there are).
+    seen: HashSet<String>,
+    durable: Vec<Durable>,
+}
+
+impl Audit {
+    /// Read the audit files written since the last call.
+    pub fn update(&mut self, lake: &Path, w: &Window) -> Result<(), String> {
+        let mut files = Vec::new();
+        parquet_files(&lake.join("audit/kind=file"), &mut files).map_err(|e| format!("{}: {e}", lake.display()))?;
+        for path in files {
+            if !self.read.contains(&path) {
+                self.read_file(&path, w)?;
+                self.read.insert(path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records in the ETL files that may hold the window, by the audit trail alone (no data
+    /// file is opened): for waiting until a run has landed. At least the window's own records
+    /// once they have landed; more only if another run's records share the files' event-time
+    /// range.
+    pub fn records(&self) -> u64 {
+        self.durable.iter().map(|d| d.records.max(0) as u64).sum()
+    }
+
+    fn read_file(&mut self, path: &Path, w: &Window) -> Result<(), String> {
         let cols = [
             "zone",
             "key",
@@ -98,20 +128,20 @@ fn durable_files(lake: &Path, w: &Window) -> Result<Vec<Durable>, String> {
             "event_time_max",
             "written_at",
         ];
-        for b in read(&path, &cols)? {
-            let zone = column::<StringArray>(&b, "zone", &path)?;
-            let key = column::<StringArray>(&b, "key", &path)?;
-            let source = column::<StringArray>(&b, "source", &path)?;
-            let min = column::<TimestampMicrosecondArray>(&b, "event_time_min", &path)?;
-            let max = column::<TimestampMicrosecondArray>(&b, "event_time_max", &path)?;
-            let written = column::<TimestampMicrosecondArray>(&b, "written_at", &path)?;
-            let records = column::<Int64Array>(&b, "records", &path)?;
+        for b in read(path, &cols)? {
+            let zone = column::<StringArray>(&b, "zone", path)?;
+            let key = column::<StringArray>(&b, "key", path)?;
+            let source = column::<StringArray>(&b, "source", path)?;
+            let min = column::<TimestampMicrosecondArray>(&b, "event_time_min", path)?;
+            let max = column::<TimestampMicrosecondArray>(&b, "event_time_max", path)?;
+            let written = column::<TimestampMicrosecondArray>(&b, "written_at", path)?;
+            let records = column::<Int64Array>(&b, "records", path)?;
             for i in 0..b.num_rows() {
                 let ours = zone.value(i) == "etl" && source.is_valid(i) && source.value(i) == w.source;
                 let overlaps =
                     min.is_null(i) || max.is_null(i) || (min.value(i) <= w.to_us && max.value(i) >= w.from_us);
-                if ours && overlaps && seen.insert(key.value(i).to_string()) {
-                    out.push(Durable {
+                if ours && overlaps && self.seen.insert(key.value(i).to_string()) {
+                    self.durable.push(Durable {
                         key: key.value(i).to_string(),
                         written_us: written.value(i),
                         records: records.value(i),
@@ -119,16 +149,17 @@ fn durable_files(lake: &Path, w: &Window) -> Result<Vec<Durable>, String> {
                 }
             }
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// Record the end-to-end latency of every record of the window found in the lake at `lake`
-/// (the lake's root, with its prefix if it has one).
-pub fn measure(lake: &Path, w: &Window, rec: &mut Recorder) -> Result<Landed, String> {
+/// (the lake's root, with its prefix if it has one); `audit` is brought up to date first.
+pub fn measure(lake: &Path, w: &Window, audit: &mut Audit, rec: &mut Recorder) -> Result<Landed, String> {
+    audit.update(lake, w)?;
     let mut landed = Landed::default();
-    for Durable { key, written_us, .. } in durable_files(lake, w)? {
-        let path = lake.join(&key);
+    for Durable { key, written_us, .. } in &audit.durable {
+        let (path, written_us) = (lake.join(key), *written_us);
         let mut ours = 0;
         for b in read(&path, &["ts"])? {
             let ts = column::<TimestampMicrosecondArray>(&b, "ts", &path)?;
@@ -145,11 +176,4 @@ pub fn measure(lake: &Path, w: &Window, rec: &mut Recorder) -> Result<Landed, St
         landed.files += u64::from(ours > 0);
     }
     Ok(landed)
-}
-
-/// Records in the ETL files that may hold the window, by the audit trail alone (no data file
-/// is opened): for waiting until a run has landed. At least the window's own records once they
-/// have landed; more only if another run's records share the files' event-time range.
-pub fn audited(lake: &Path, w: &Window) -> Result<u64, String> {
-    Ok(durable_files(lake, w)?.iter().map(|d| d.records.max(0) as u64).sum())
 }

@@ -239,10 +239,15 @@ fn measure_lake(spec: &Spec, w: &LakeWatch, base_us: i64, rec: &mut Recorder) ->
     };
     let good = rec.totals().accepted_good;
     let deadline = Instant::now() + w.settle;
-    while crate::lake::audited(&w.dir, &window)? < good && Instant::now() < deadline {
+    let mut audit = crate::lake::Audit::default();
+    loop {
+        audit.update(&w.dir, &window)?;
+        if audit.records() >= good || Instant::now() >= deadline {
+            break;
+        }
         std::thread::sleep(SETTLE_POLL);
     }
-    let landed = crate::lake::measure(&w.dir, &window, rec)?;
+    let landed = crate::lake::measure(&w.dir, &window, &mut audit, rec)?;
     Ok((landed, good))
 }
 
