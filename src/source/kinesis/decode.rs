@@ -7,8 +7,9 @@
 //! serde_json borrows each string from the body when it holds no escape (a base64 payload has
 //! none unless the sender escapes `/`), reads a record's payload, sequence number and member
 //! names as bytes (their ends found by `memchr2`, no UTF-8 check but the sequence number's),
-//! skips the members the pipeline does not read, and base64-simd decodes the payload: the fetch path costs 0.56–0.73× the
-//! CPU per record it did with the SDK's (BENCHMARKS.md, session 8). simd-json was tried first:
+//! skips the members the pipeline does not read, and base64-simd decodes the payload: the
+//! fetch path costs 0.56–0.73× the CPU per record it did with the SDK's (BENCHMARKS.md, session
+//! 8), and packing the records cut it to 0.75× again (session 10). simd-json was tried first:
 //! it copies every string into its scratch and back, and was no cheaper.
 //!
 //! How: [`DecodeGetRecords`] is an interceptor put on every GetRecords call. Before the call
@@ -32,7 +33,8 @@
 //!
 //! Bounds: no copy of the body here (the SDK has already gathered it into one buffer); each
 //! payload decoded once, into a buffer sized once from the body's length (three quarters of it
-//! bounds the decoded payloads); a record's other members are skipped, never copied.
+//! bounds the decoded payloads) — an earlier response's, when the core has given one back —
+//! and a record's other members skipped, never copied.
 
 use super::records::Records;
 use aws_sdk_kinesis::config::interceptors::BeforeSerializationInterceptorContextRef;

@@ -29,7 +29,8 @@
 //!
 //! Bounds: per shard, `prefetch_max` responses of at most `records_per_call_max` records (at
 //! most 10 MiB each, the service's limit) wait outside the ring, and [`RECYCLED_MAX`] emptied
-//! response buffers wait to be reused.
+//! response buffer waits to be reused (shrunk when the next response needs less than half of
+//! it, `Records::reuse`).
 
 pub mod decode;
 pub mod fetch;
