@@ -69,6 +69,14 @@ pub const DEFAULT_MEMORY_BYTES_MAX: u64 = 256 * MIB;
 pub const DEFAULT_SPILL_BYTES_MAX: u64 = 4096 * MIB;
 /// Open partition buffers per core; opening one more seals the least recently written.
 pub const DEFAULT_OPEN_PARTITIONS_MAX: u64 = 1024;
+/// Bytes of files waiting for the store a core keeps in memory; past it they are parked on
+/// disk (under the spill budget).
+pub const DEFAULT_OUTBOX_MEMORY_BYTES_MAX: u64 = 16 * MIB;
+/// Memory of the bookkeeping of files the store has not acknowledged (audit rows, position
+/// runs) a core keeps; past it the core stops fetching.
+pub const DEFAULT_OUTBOX_BOOKKEEPING_BYTES_MAX: u64 = 16 * MIB;
+/// Submissions to the store a core may have unacknowledged; past it the core stops fetching.
+pub const DEFAULT_OUTBOX_ENTRIES_MAX: u64 = 4096;
 
 /// Records older than this (event time before ingest time) are quarantined: a partition this
 /// old is closed in most lakes, and accepting them would rewrite history silently.
@@ -563,6 +571,9 @@ pub struct BufferConfig {
     /// Where ring segments spill; default `<state.dir>/spill`. No spill without either.
     pub spill_dir: Option<PathBuf>,
     pub spill_bytes_max: u64,
+    pub outbox_memory_bytes_max: u64,
+    pub outbox_bookkeeping_bytes_max: u64,
+    pub outbox_entries_max: u64,
 }
 
 impl Default for BufferConfig {
@@ -575,6 +586,9 @@ impl Default for BufferConfig {
             open_partitions_max: DEFAULT_OPEN_PARTITIONS_MAX,
             spill_dir: None,
             spill_bytes_max: DEFAULT_SPILL_BYTES_MAX,
+            outbox_memory_bytes_max: DEFAULT_OUTBOX_MEMORY_BYTES_MAX,
+            outbox_bookkeeping_bytes_max: DEFAULT_OUTBOX_BOOKKEEPING_BYTES_MAX,
+            outbox_entries_max: DEFAULT_OUTBOX_ENTRIES_MAX,
         }
     }
 }

@@ -209,3 +209,30 @@ fn an_in_process_source_is_valid_but_cannot_feed_infer() {
         "{e}"
     );
 }
+
+#[test]
+fn outbox_limits_reach_the_plan_and_are_bounded() {
+    use crate::runtime::outbox::OutboxLimits;
+    let plan = |text: &str| crate::engine::plan_for_test(&parse(text).unwrap()).unwrap().outbox;
+    assert_eq!(plan(MINIMAL), OutboxLimits::default());
+    let text = format!(
+        "{MINIMAL}\n[buffer]\noutbox_memory_bytes_max = 2097152\noutbox_bookkeeping_bytes_max = 4194304\n\
+         outbox_entries_max = 500\n"
+    );
+    assert_eq!(
+        plan(&text),
+        OutboxLimits {
+            memory_bytes_max: 2 << 20,
+            bookkeeping_bytes_max: 4 << 20,
+            entries_max: 500,
+        }
+    );
+    assert_eq!(
+        first_error(&format!("{MINIMAL}\n[buffer]\noutbox_entries_max = 10\n")),
+        "buffer.outbox_entries_max: must be at least 64, got 10"
+    );
+    assert_eq!(
+        first_error(&format!("{MINIMAL}\n[buffer]\noutbox_memory_bytes_max = 1000\n")),
+        "buffer.outbox_memory_bytes_max: must be at least 1 MiB, got 1000"
+    );
+}

@@ -217,6 +217,30 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
         1 << 50,
         bytes_human,
     );
+    // Below 1 MiB every file the store is slow to take would be parked on disk.
+    v.range_u64(
+        "buffer.outbox_memory_bytes_max",
+        c.buffer.outbox_memory_bytes_max,
+        MIB,
+        1 << 40,
+        bytes_human,
+    );
+    v.range_u64(
+        "buffer.outbox_bookkeeping_bytes_max",
+        c.buffer.outbox_bookkeeping_bytes_max,
+        MIB,
+        1 << 40,
+        bytes_human,
+    );
+    // Below 64 a core could not keep its files, RAW segments and checkpoints moving while one
+    // upload is retried.
+    v.range_u64(
+        "buffer.outbox_entries_max",
+        c.buffer.outbox_entries_max,
+        64,
+        10_000_000,
+        plain,
+    );
     v.range_u64(
         "buffer.open_partitions_max",
         c.buffer.open_partitions_max,

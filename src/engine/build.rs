@@ -225,6 +225,11 @@ pub fn build_plan(
             .clone()
             .or_else(|| cfg.state.dir.as_ref().map(|d| d.join("spill"))),
         spill_bytes_max: cfg.buffer.spill_bytes_max,
+        outbox: crate::runtime::outbox::OutboxLimits {
+            memory_bytes_max: cfg.buffer.outbox_memory_bytes_max,
+            bookkeeping_bytes_max: cfg.buffer.outbox_bookkeeping_bytes_max,
+            entries_max: cfg.buffer.outbox_entries_max as usize,
+        },
     }
 }
 

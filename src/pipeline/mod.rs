@@ -98,6 +98,8 @@ pub struct Plan {
     /// Where ring segments spill (`None`: no spill; over budget, buffers are sealed early).
     pub spill_dir: Option<std::path::PathBuf>,
     pub spill_bytes_max: u64,
+    /// What a core's outbox holds before it parks files or stops fetching.
+    pub outbox: crate::runtime::outbox::OutboxLimits,
 }
 
 /// A partition owned by this core.

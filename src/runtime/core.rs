@@ -527,7 +527,7 @@ pub async fn run(
     let ctx = Ctx {
         shared: shared.clone(),
         pipe: Rc::new(RefCell::new(pipe)),
-        outbox: Rc::new(RefCell::new(Outbox::new(core, jobs, replies))),
+        outbox: Rc::new(RefCell::new(Outbox::new(core, plan.outbox, jobs, replies))),
         errors: Rc::new(RefCell::new(Vec::new())),
         fatal: Rc::new(Cell::new(false)),
         spill,

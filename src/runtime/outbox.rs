@@ -13,17 +13,19 @@
 //!
 //! Submitting never waits for the store while there is room: a core keeps fetching through a
 //! slow or failed store, its files wait here. Waiting files' bytes stay in memory up to
-//! [`OUTBOX_MEMORY_BYTES_MAX`]; a file whose bytes do not fit is parked on local disk (the spill
-//! directory, under the spill budget; `buffer::spill`) and read back by the pump in its turn.
-//! Every unacknowledged file also keeps its bookkeeping in memory — its audit row and exact
-//! position runs, up to one run per record when a partition's records alternate between files
-//! — within [`OUTBOX_BOOKKEEPING_BYTES_MAX`]. When that is full too, or the spill, submitting
-//! waits (backpressure: the sources pause).
+//! `buffer.outbox_memory_bytes_max`; a file whose bytes do not fit is parked on local disk (the
+//! spill directory, under the spill budget; `buffer::spill`) and read back by the pump in its
+//! turn. Every unacknowledged file also keeps its bookkeeping in memory — its audit row and
+//! exact position runs, up to one run per record when a partition's records alternate between
+//! files — within `buffer.outbox_bookkeeping_bytes_max`. When that is full too, or the spill, or
+//! `buffer.outbox_entries_max` submissions are unacknowledged, submitting waits (backpressure:
+//! the sources pause).
 //!
-//! Bounds: at the edge ≤ [`IN_FLIGHT_JOBS_MAX`] jobs; waiting bytes in memory ≤
-//! [`OUTBOX_MEMORY_BYTES_MAX`] and bookkeeping ≤ [`OUTBOX_BOOKKEEPING_BYTES_MAX`] (either may
-//! hold one larger entry alone); unacknowledged submissions ≤ [`OUTBOX_ENTRIES_MAX`]; waiting
-//! checkpoints ≤ [`CHECKPOINTS_WAITING_MAX`] (past it the newest two merge).
+//! Bounds ([`OutboxLimits`], from the `buffer` configuration): at the edge ≤
+//! [`IN_FLIGHT_JOBS_MAX`] jobs; waiting bytes in memory ≤ `memory_bytes_max` and bookkeeping ≤
+//! `bookkeeping_bytes_max` (either may hold one larger entry alone); unacknowledged submissions
+//! ≤ `entries_max`; waiting checkpoints ≤ [`CHECKPOINTS_WAITING_MAX`] (past it the newest two
+//! merge).
 
 use super::edge::{Done, Job, IN_FLIGHT_JOBS_MAX};
 use crate::pipeline::InFlightFile;
@@ -31,12 +33,29 @@ use crate::store::checkpoint::Checkpoint;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use std::collections::{BTreeMap, VecDeque};
 
-/// Bytes of waiting files a core keeps in memory; past it, files are parked on disk.
-pub const OUTBOX_MEMORY_BYTES_MAX: u64 = 16 << 20;
-/// Memory of unacknowledged files' bookkeeping a core keeps; past it, submitting waits.
-pub const OUTBOX_BOOKKEEPING_BYTES_MAX: u64 = 16 << 20;
-/// Submissions a core may have unacknowledged (waiting, parked or at the edge).
-pub const OUTBOX_ENTRIES_MAX: usize = 4096;
+/// What a core's outbox holds (`buffer.outbox_*`; defaults `config::DEFAULT_OUTBOX_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Bytes of waiting files kept in memory; past it, files are parked on disk.
+    pub memory_bytes_max: u64,
+    /// Memory of unacknowledged files' bookkeeping; past it, submitting waits.
+    pub bookkeeping_bytes_max: u64,
+    /// Submissions unacknowledged (waiting, parked or at the edge); past it, submitting waits.
+    pub entries_max: usize,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> OutboxLimits {
+        use crate::config::{
+            DEFAULT_OUTBOX_BOOKKEEPING_BYTES_MAX, DEFAULT_OUTBOX_ENTRIES_MAX, DEFAULT_OUTBOX_MEMORY_BYTES_MAX,
+        };
+        OutboxLimits {
+            memory_bytes_max: DEFAULT_OUTBOX_MEMORY_BYTES_MAX,
+            bookkeeping_bytes_max: DEFAULT_OUTBOX_BOOKKEEPING_BYTES_MAX,
+            entries_max: DEFAULT_OUTBOX_ENTRIES_MAX as usize,
+        }
+    }
+}
 /// Checkpoint writes waiting for earlier submissions; past it the newest two merge (the merged
 /// one waits for the later of the two barriers, and holds the newer position of each partition).
 pub const CHECKPOINTS_WAITING_MAX: usize = 16;
@@ -85,6 +104,7 @@ pub enum Sent {
 
 pub struct Outbox {
     core: usize,
+    limits: OutboxLimits,
     jobs: Sender<Job>,
     replies: Receiver<Done>,
     /// Every submission not yet acknowledged, by token, with the memory its bookkeeping holds.
@@ -105,9 +125,10 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(core: usize, jobs: Sender<Job>, replies: Receiver<Done>) -> Outbox {
+    pub fn new(core: usize, limits: OutboxLimits, jobs: Sender<Job>, replies: Receiver<Done>) -> Outbox {
         Outbox {
             core,
+            limits,
             jobs,
             replies,
             unacked: BTreeMap::new(),
@@ -147,13 +168,14 @@ impl Outbox {
     /// Whether a file with `meta` bytes of bookkeeping may be submitted at all now (its bytes
     /// parked if they do not fit in memory; the disk's own room is the spill's).
     pub fn may_park(&self, meta: u64) -> bool {
-        self.unacked.len() < OUTBOX_ENTRIES_MAX
-            && (self.bookkeeping_bytes == 0 || self.bookkeeping_bytes + meta <= OUTBOX_BOOKKEEPING_BYTES_MAX)
+        self.unacked.len() < self.limits.entries_max
+            && (self.bookkeeping_bytes == 0 || self.bookkeeping_bytes + meta <= self.limits.bookkeeping_bytes_max)
     }
 
     /// Whether a file of `len` bytes with `meta` bytes of bookkeeping may wait in memory now.
     pub fn fits_in_memory(&self, len: usize, meta: u64) -> bool {
-        self.may_park(meta) && (self.memory_bytes == 0 || self.memory_bytes + len as u64 <= OUTBOX_MEMORY_BYTES_MAX)
+        self.may_park(meta)
+            && (self.memory_bytes == 0 || self.memory_bytes + len as u64 <= self.limits.memory_bytes_max)
     }
 
     fn token(&mut self, item: InFlight, meta: u64) -> u64 {
@@ -343,10 +365,17 @@ mod tests {
         replies: Sender<Done>,
     }
 
+    /// Smaller than the defaults, so the tests see the configured limits honoured.
+    const LIMITS: OutboxLimits = OutboxLimits {
+        memory_bytes_max: 1 << 20,
+        bookkeeping_bytes_max: 2 << 20,
+        entries_max: 100,
+    };
+
     fn outbox(queue: usize) -> (Outbox, Edge) {
         let (jt, jr) = crossbeam_channel::bounded(queue);
         let (rt, rr) = crossbeam_channel::bounded(IN_FLIGHT_JOBS_MAX);
-        (Outbox::new(0, jt, rr), Edge { jobs: jr, replies: rt })
+        (Outbox::new(0, LIMITS, jt, rr), Edge { jobs: jr, replies: rt })
     }
 
     /// Run the pump's decisions without I/O: parked bodies come back as `len` zero bytes.
@@ -499,7 +528,7 @@ mod tests {
     fn parked_files_are_read_back_in_their_turn_and_memory_is_bounded() {
         let (mut ob, _edge) = outbox(64);
         let meta = file("a").memory_bytes();
-        let big = OUTBOX_MEMORY_BYTES_MAX as usize / 2;
+        let big = LIMITS.memory_bytes_max as usize / 2;
         assert!(ob.fits_in_memory(big, meta));
         ob.put("a".into(), Body::Memory(vec![0; big]), file("a"));
         assert!(ob.fits_in_memory(big, meta));
@@ -545,7 +574,7 @@ mod tests {
     #[test]
     fn entries_are_bounded() {
         let (mut ob, _edge) = outbox(1);
-        for i in 0..OUTBOX_ENTRIES_MAX {
+        for i in 0..LIMITS.entries_max {
             assert!(ob.may_park(0), "entry {i}");
             ob.put("k".into(), Body::Parked { id: i as u64, len: 1 }, file("k"));
         }
@@ -560,9 +589,9 @@ mod tests {
         f.meta
             .provenance
             .runs
-            .reserve_exact(OUTBOX_BOOKKEEPING_BYTES_MAX as usize / 32 / 2);
+            .reserve_exact(LIMITS.bookkeeping_bytes_max as usize / 32 / 2);
         let meta = f.memory_bytes();
-        assert!(meta > OUTBOX_BOOKKEEPING_BYTES_MAX / 2);
+        assert!(meta > LIMITS.bookkeeping_bytes_max / 2);
         ob.put("k".into(), Body::Parked { id: 0, len: 1 }, f);
         assert!(
             !ob.may_park(meta),
