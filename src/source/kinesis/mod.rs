@@ -293,7 +293,10 @@ impl KinesisReader {
                     throttles,
                     closed,
                 }) => {
-                    if !records.is_empty() {
+                    if records.is_empty() {
+                        // Back at once, as a handed-out response's are.
+                        let _ = self.recycle.try_send(records);
+                    } else {
                         self.pending.push_back(Pending {
                             records,
                             aggregates,
