@@ -519,6 +519,34 @@ mod tests {
     }
 
     #[test]
+    fn a_buffer_given_back_is_decoded_into() {
+        let body = full_body();
+        let served = body.clone();
+        let replay = Replay::start(move |_, _| (200, served.clone().into()));
+        let src = source(&replay);
+        let (give_back, given) = crossbeam_channel::bounded(1);
+        // Large enough to keep (under twice what the body needs), holding an old response.
+        let mut spare = Records::with_capacity(body.len());
+        spare.push(b"old", "1");
+        let at = spare.data_ptr();
+        give_back.send(spare).unwrap();
+        let interceptor = DecodeGetRecords::new(given);
+        src.rt
+            .block_on(
+                src.client
+                    .get_records()
+                    .shard_iterator("it")
+                    .customize()
+                    .interceptor(interceptor.clone())
+                    .send(),
+            )
+            .unwrap();
+        let got = interceptor.take().unwrap();
+        assert_eq!(got.data_ptr(), at, "decoded into the buffer given back");
+        assert_eq!(got, decode(body.as_bytes(), Records::default()).unwrap().1);
+    }
+
+    #[test]
     fn strings_without_escapes_are_borrowed_from_the_body() {
         let record = br#"{"SequenceNumber":"1","D\u0061ta":"AA\/C","PartitionKey":"p"}"#;
         let r: RecordJson = serde_json::from_slice(record).unwrap();

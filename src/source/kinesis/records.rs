@@ -105,6 +105,12 @@ impl Records {
         (0..self.len()).map(|i| self.get(i).0)
     }
 
+    /// Where the payload buffer is: the same allocation as before means a reused buffer.
+    #[cfg(test)]
+    pub(crate) fn data_ptr(&self) -> *const u8 {
+        self.data.as_ptr()
+    }
+
     /// The last record's sequence number.
     pub fn last_sequence(&self) -> Option<&str> {
         self.len().checked_sub(1).map(|i| self.get(i).1)
