@@ -32,6 +32,7 @@
 //! response buffer waits to be reused (shrunk when the next response needs less than half of
 //! it, `Records::reuse`).
 
+pub mod base64_lanes;
 pub mod decode;
 pub mod fetch;
 pub mod kpl;

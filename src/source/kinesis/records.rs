@@ -80,10 +80,10 @@ impl Records {
     /// Append a record whose payload is base64, decoding it in place; nothing is appended if it
     /// is not base64.
     pub fn push_base64(&mut self, base64: &[u8], sequence: &str) -> Result<(), base64_simd::Error> {
-        // `decode_append` reserves exactly what it lacks, which record after record would
-        // copy the buffer each time: reserve first (amortized; nothing within `reuse`'s bound).
+        // `base64-simd` reserves exactly what it lacks, which record after record would copy
+        // the buffer each time: reserve first (amortized; nothing within `reuse`'s bound).
         self.data.reserve(base64.len() / 4 * 3);
-        base64_simd::STANDARD.decode_append(base64, &mut self.data)?;
+        super::base64_lanes::decode_append(base64, &mut self.data)?;
         self.end_record(sequence);
         Ok(())
     }
