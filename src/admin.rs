@@ -13,9 +13,12 @@
 //! What it reads: each core's [`Snapshot`], copied on the core's tick (every 100 ms), so the
 //! figures are at most a tick old and the data path takes no lock per record.
 //!
-//! Bounds: [`ADMIN_CONNECTIONS_MAX`] connections at once on one thread, each closed if its
-//! request headers take more than hyper's 30 s; answers are a few KiB (metrics) to ~100 KiB
-//! (histograms).
+//! Bounds: [`ADMIN_CONNECTIONS_MAX`] connections at once on one thread; a connection whose
+//! next request's headers have not arrived [`ADMIN_HEADER_TIMEOUT`] after it was opened or last
+//! answered is closed (hyper's header timer, which also runs while a kept-alive connection
+//! waits); when a new connection arrives at a full table, the oldest open connection is closed
+//! to make room, so idle or trickling sockets can delay a scrape by one round trip, never block
+//! it. Answers are a few KiB (metrics) to ~100 KiB (histograms).
 
 use crate::config::AdminConfig;
 use crate::extract::Rule;
@@ -29,9 +32,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// Admin connections served at once; more wait in the listen backlog (scrapers are few, and
+/// Admin connections open at once; a new one past it closes the oldest (scrapers are few, and
 /// each answer is quick).
 pub const ADMIN_CONNECTIONS_MAX: usize = 16;
+/// How long a connection may take to send its request headers, counted from its accept or its
+/// last answer: a scraper sends them at once; a kept-alive scraper reconnects.
+pub const ADMIN_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the endpoint reads.
 pub struct AdminView {
@@ -84,13 +90,9 @@ pub fn start(cfg: &AdminConfig, mut view: AdminView) -> Result<Admin, String> {
                 .expect("a one-thread runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                let slots = Arc::new(tokio::sync::Semaphore::new(ADMIN_CONNECTIONS_MAX));
+                // The open connections, oldest first.
+                let mut open: std::collections::VecDeque<tokio::task::AbortHandle> = Default::default();
                 loop {
-                    let permit = slots
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("the semaphore is never closed");
                     let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
                         let _ = (&mut rx).await; // the sender is dropped: stop
                         None
@@ -102,21 +104,26 @@ pub fn start(cfg: &AdminConfig, mut view: AdminView) -> Result<Admin, String> {
                         }
                         continue;
                     };
+                    open.retain(|c| !c.is_finished());
+                    if open.len() >= ADMIN_CONNECTIONS_MAX {
+                        if let Some(oldest) = open.pop_front() {
+                            oldest.abort();
+                        }
+                    }
                     let view = view.clone();
-                    tokio::spawn(async move {
+                    let task = tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             let view = view.clone();
                             async move { Ok::<_, std::convert::Infallible>(answer(&view, &req)) }
                         });
                         let io = hyper_util::rt::TokioIo::new(stream);
-                        // With a timer, hyper closes a connection whose request headers take
-                        // longer than its 30 s default to arrive.
                         let _ = hyper::server::conn::http1::Builder::new()
                             .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(ADMIN_HEADER_TIMEOUT)
                             .serve_connection(io, service)
                             .await;
-                        drop(permit);
                     });
+                    open.push_back(task.abort_handle());
                 }
             });
         })

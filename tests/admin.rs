@@ -45,6 +45,24 @@ fn metrics_and_histograms_are_read_by_the_reference_parsers() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    support::wait_for("the admin endpoint", std::time::Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // More idle sockets than the endpoint serves at once do not block a scrape: the oldest is
+    // closed to make room for the newest.
+    let idle: Vec<_> = (0..2 * sluicegate::admin::ADMIN_CONNECTIONS_MAX)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let mut health = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    health
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let get = format!("GET /health HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\r\n");
+    std::io::Write::write_all(&mut health, get.as_bytes()).unwrap();
+    let mut answer = [0u8; 12];
+    std::io::Read::read_exact(&mut health, &mut answer).expect("an answer within 2 s");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    drop(idle);
     let scrape = Command::new("python3")
         .args([
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/admin_scrape.py"),

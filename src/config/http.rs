@@ -2,7 +2,9 @@
 //!
 //! Owns: the receiver's keys, their `DEFAULT_*` constants and their validation. Every limit a
 //! client can push against (body size, connections, unread inbox bytes, idle time) is a key
-//! here with a bound, so no client can make a core hold more than the configuration allows.
+//! here with a bound, so no client can make a core hold more than the configuration allows:
+//! request bodies in memory ≤ `body_memory_bytes_max` per core, and each open connection
+//! (≤ `connections_max`) a header buffer of at most `source::http::HEADER_BUFFER_BYTES`.
 
 use super::validate::{bytes_human, Validator};
 use super::MIB;
@@ -18,8 +20,23 @@ pub const DEFAULT_HTTP_INBOX_BYTES_MAX: u64 = 1024 * MIB;
 pub const DEFAULT_HTTP_SEGMENT_BYTES: u64 = 64 * MIB;
 /// Open connections per core; past it, new connections wait in the listen backlog.
 pub const DEFAULT_HTTP_CONNECTIONS_MAX: u32 = 1024;
-/// A connection that sends nothing for this long is closed (slow or stuck clients).
+/// A connection that sends nothing for this long is closed (slow or stuck clients), and a
+/// kept-alive connection waits this long for its next request.
 pub const DEFAULT_HTTP_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// From a request's first byte to the end of its headers. Real clients send headers in one
+/// packet; a client that trickles them (slowloris) is closed after this long, whatever it sends.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// From a request's first byte to its body read in full: an 8 MiB body at 1 Mbit/s takes ~67 s,
+/// so 120 s lets slow links through while a client that trickles a body is closed.
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT_MS: u64 = 120_000;
+/// Bytes of request bodies held in memory at once on one core: on the wire and decoded, from
+/// the moment a request is admitted until it is answered. A request that does not fit is
+/// answered 503 with `Retry-After` before a byte of its body is read. 64 MiB takes four largest
+/// compressed bodies (wire and decoded) or hundreds of typical ones.
+pub const DEFAULT_HTTP_BODY_MEMORY_BYTES_MAX: u64 = 64 * MIB;
+/// Records in one request body (413 past it): a body of 8 MiB of `{}` lines is 2.8 million
+/// records, each a quarantine row. 100,000 holds an 8 MiB body of 80-byte records.
+pub const DEFAULT_HTTP_RECORDS_MAX: u32 = 100_000;
 /// `Retry-After` of a 429 or 503 answer, in seconds.
 pub const DEFAULT_HTTP_RETRY_AFTER_S: u32 = 1;
 
@@ -33,6 +50,8 @@ pub struct HttpConfig {
     pub token_env: Option<String>,
     #[serde(default = "d_body")]
     pub body_bytes_max: u64,
+    #[serde(default = "d_records")]
+    pub records_max: u32,
     #[serde(default = "d_inbox")]
     pub inbox_bytes_max: u64,
     #[serde(default = "d_segment")]
@@ -41,12 +60,21 @@ pub struct HttpConfig {
     pub connections_max: u32,
     #[serde(default = "d_idle")]
     pub idle_timeout_ms: u64,
+    #[serde(default = "d_header_timeout")]
+    pub header_timeout_ms: u64,
+    #[serde(default = "d_request_timeout")]
+    pub request_timeout_ms: u64,
+    #[serde(default = "d_body_memory")]
+    pub body_memory_bytes_max: u64,
     #[serde(default = "d_retry")]
     pub retry_after_s: u32,
 }
 
 fn d_body() -> u64 {
     DEFAULT_HTTP_BODY_BYTES_MAX
+}
+fn d_records() -> u32 {
+    DEFAULT_HTTP_RECORDS_MAX
 }
 fn d_inbox() -> u64 {
     DEFAULT_HTTP_INBOX_BYTES_MAX
@@ -59,6 +87,15 @@ fn d_connections() -> u32 {
 }
 fn d_idle() -> u64 {
     DEFAULT_HTTP_IDLE_TIMEOUT_MS
+}
+fn d_header_timeout() -> u64 {
+    DEFAULT_HTTP_HEADER_TIMEOUT_MS
+}
+fn d_request_timeout() -> u64 {
+    DEFAULT_HTTP_REQUEST_TIMEOUT_MS
+}
+fn d_body_memory() -> u64 {
+    DEFAULT_HTTP_BODY_MEMORY_BYTES_MAX
 }
 fn d_retry() -> u32 {
     DEFAULT_HTTP_RETRY_AFTER_S
@@ -89,6 +126,7 @@ pub(super) fn validate(h: &HttpConfig, p: &str, v: &mut Validator) {
         256 * MIB,
         bytes_human,
     );
+    v.range_u64(&format!("{p}.records_max"), h.records_max.into(), 1, 10_000_000, plain);
     v.range_u64(
         &format!("{p}.segment_bytes"),
         h.segment_bytes,
@@ -116,6 +154,28 @@ pub(super) fn validate(h: &HttpConfig, p: &str, v: &mut Validator) {
         100,
         3_600_000,
         plain,
+    );
+    v.range_u64(
+        &format!("{p}.header_timeout_ms"),
+        h.header_timeout_ms,
+        100,
+        h.request_timeout_ms.max(100),
+        plain,
+    );
+    v.range_u64(
+        &format!("{p}.request_timeout_ms"),
+        h.request_timeout_ms,
+        100,
+        3_600_000,
+        plain,
+    );
+    // One largest request, compressed, holds its wire bytes and its decoded bytes at once.
+    v.range_u64(
+        &format!("{p}.body_memory_bytes_max"),
+        h.body_memory_bytes_max,
+        2 * h.body_bytes_max,
+        1 << 40,
+        bytes_human,
     );
     v.range_u64(&format!("{p}.retry_after_s"), h.retry_after_s.into(), 1, 3_600, plain);
 }

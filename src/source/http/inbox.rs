@@ -485,7 +485,7 @@ impl InboxReader {
             ));
         }
         let (spans, at) = (&mut self.spans, self.body.as_ptr() as usize);
-        records(&self.body, |o, r| {
+        records(&self.body, usize::MAX, |o, r| {
             spans.push((o as u32, (r.as_ptr() as usize - at) as u32, r.len() as u32))
         })
         .map_err(|r| format!("inbox segment {} at byte {off}: {}", path(), r.reason))?;

@@ -26,6 +26,7 @@
 //! and Vector's `http_server` are the same).
 
 pub mod body;
+mod connections;
 mod inbox;
 mod server;
 #[cfg(test)]
@@ -34,7 +35,9 @@ mod tests;
 use crate::config::HttpConfig;
 use crate::runtime::clock::Clock;
 use crate::source::{Fetch, FetchBatch, PartitionInfo, PartitionReader, ReaderStats, Resume, Source, SourceError};
+use connections::Deadlines;
 use inbox::{Inbox, InboxLimits, InboxReader};
+pub use server::HEADER_BUFFER_BYTES;
 pub use server::{bearer, same_digest, token_digest};
 use server::{Listening, ReceiverSettings};
 use std::path::{Path, PathBuf};
@@ -106,8 +109,14 @@ impl HttpSource {
                 listen,
                 token_digest,
                 body_bytes_max: cfg.body_bytes_max as usize,
+                body_memory_bytes_max: cfg.body_memory_bytes_max as usize,
+                records_max: cfg.records_max as usize,
                 connections_max: cfg.connections_max,
-                idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
+                deadlines: Deadlines {
+                    idle: Duration::from_millis(cfg.idle_timeout_ms),
+                    header: Duration::from_millis(cfg.header_timeout_ms),
+                    request: Duration::from_millis(cfg.request_timeout_ms),
+                },
                 retry_after_s: cfg.retry_after_s,
             },
             limits: InboxLimits {

@@ -17,34 +17,46 @@
 //!
 //! `GET /health` answers 200 while the receiver accepts requests, 503 once it drains.
 //!
-//! Bounds: `connections_max` open connections per core (more wait in the listen backlog); a
-//! connection idle for `idle_timeout_ms` is closed; one body of `body_bytes_max` in memory per
-//! request being read, plus the inbox's pending bytes (under `inbox_bytes_max`).
+//! Everything that can refuse a request from its headers does so before a byte of its body is
+//! read, and the connection is then closed (`Connection: close`; hyper drops the unread body):
+//! shutdown, method, bearer token, `Content-Length` past `body_bytes_max`, an unknown
+//! `Content-Encoding`, a full inbox, and a full body memory budget. A client without the token
+//! costs a core its header buffer, nothing more.
+//!
+//! Bounds, per core: request bodies in memory ≤ `body_memory_bytes_max` ([`Budget`]: a request
+//! is granted its announced length before its body is read, or grows its grant as a chunked
+//! body or a decoder fills; past the budget, 503 with `Retry-After`; the grant is held until the
+//! request is answered, covering its copy in the inbox's pending buffer); at most
+//! `connections_max` connections (see `connections.rs`: deadlines per phase, the oldest idle
+//! connection closed to make room), each with a read buffer of at most
+//! [`HEADER_BUFFER_BYTES`]. So the receiver's memory on a core is at most
+//! `body_memory_bytes_max + connections_max × HEADER_BUFFER_BYTES` (64 MiB + 64 MiB by
+//! default), whatever the clients do.
 
-use super::body::{self, Refusal};
+use super::body::{self, Encoding, Refusal};
+use super::connections::{Deadlines, Io, Phase, Table};
 use super::inbox::Inbox;
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// How long the listener waits after a failed `accept` (out of file descriptors) before trying
 /// again.
 const ACCEPT_RETRY_WAIT: Duration = Duration::from_millis(50);
 
-/// Most bytes one socket read may fill (hyper's buffer may offer more: zeroing it all first
-/// would cost more than the read).
-const READ_WINDOW_BYTES: usize = 64 << 10;
+/// hyper's read buffer per connection, at most (its default is ~400 KiB): request headers
+/// beyond it are answered 431. 64 KiB holds any sane header block, and keeps 1,024 connections
+/// at 64 MiB per core.
+pub const HEADER_BUFFER_BYTES: usize = 64 << 10;
 
 /// What a core's receiver needs from the configuration.
 #[derive(Debug, Clone)]
@@ -53,8 +65,10 @@ pub struct ReceiverSettings {
     /// SHA-256 of the bearer token, if auth is on (compared digest to digest).
     pub token_digest: Option<[u8; 32]>,
     pub body_bytes_max: usize,
+    pub body_memory_bytes_max: usize,
+    pub records_max: usize,
     pub connections_max: u32,
-    pub idle_timeout: Duration,
+    pub deadlines: Deadlines,
     pub retry_after_s: u32,
 }
 
@@ -68,6 +82,7 @@ pub struct Counts {
 struct Receiver {
     settings: ReceiverSettings,
     inbox: Rc<Inbox>,
+    budget: Rc<Budget>,
     counts: RefCell<Counts>,
 }
 
@@ -94,6 +109,7 @@ impl Drop for Listening {
 pub fn start(settings: ReceiverSettings, inbox: Rc<Inbox>) -> io::Result<Listening> {
     let listener = TcpListener::bind(settings.listen)?;
     let receiver = Rc::new(Receiver {
+        budget: Rc::new(Budget::new(settings.body_memory_bytes_max)),
         settings,
         inbox,
         counts: RefCell::new(Counts::default()),
@@ -101,31 +117,45 @@ pub fn start(settings: ReceiverSettings, inbox: Rc<Inbox>) -> io::Result<Listeni
     let (stop_tx, stop_rx) = local_channel::new_bounded::<()>(1);
     let r = receiver.clone();
     glommio::spawn_local(async move {
-        let slots = Rc::new(Semaphore::new(r.settings.connections_max.into()));
+        let max = r.settings.connections_max as usize;
+        let table = Rc::new(Table::new(r.settings.deadlines));
+        // A place in the table per permit: a new connection past `max` first makes an unserved
+        // one close, then waits for its place.
+        let places = Rc::new(Semaphore::new(max as u64));
         loop {
-            let Ok(permit) = slots.acquire_static_permit(1).await else {
-                return;
-            };
             let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
                 stop_rx.recv().await; // only ever ends: nothing is sent, the sender is dropped
                 None
             })
             .await;
-            match accepted {
+            let stream = match accepted {
                 None => return,
-                Some(Ok(stream)) => {
-                    let r = r.clone();
-                    glommio::spawn_local(async move {
-                        serve(r, stream).await;
-                        drop(permit);
-                    })
-                    .detach();
-                }
+                Some(Ok(stream)) => stream,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "accept failed");
                     glommio::timer::sleep(ACCEPT_RETRY_WAIT).await;
+                    continue;
                 }
-            }
+            };
+            let permit = match places.try_acquire_static_permit(1) {
+                Ok(p) => p,
+                Err(_) => {
+                    table.evict_oldest_unserved();
+                    let Ok(p) = places.acquire_static_permit(1).await else {
+                        return;
+                    };
+                    p
+                }
+            };
+            let (entry, nudged) = table.insert();
+            let r = r.clone();
+            glommio::spawn_local(async move {
+                let conn = entry.conn.clone();
+                futures_lite::future::or(serve(r, stream, conn.clone()), conn.watchdog(nudged)).await;
+                drop(entry);
+                drop(permit);
+            })
+            .detach();
         }
     })
     .detach();
@@ -135,82 +165,97 @@ pub fn start(settings: ReceiverSettings, inbox: Rc<Inbox>) -> io::Result<Listeni
     })
 }
 
-async fn serve(r: Rc<Receiver>, stream: TcpStream) {
-    if stream.set_read_timeout(Some(r.settings.idle_timeout)).is_err() || stream.set_nodelay(true).is_err() {
+async fn serve(r: Rc<Receiver>, stream: TcpStream, conn: Rc<super::connections::Conn>) {
+    if stream.set_read_timeout(Some(r.settings.deadlines.idle)).is_err() || stream.set_nodelay(true).is_err() {
         return;
     }
+    let c = conn.clone();
     let service = hyper::service::service_fn(move |req| {
-        let r = r.clone();
-        async move { Ok::<_, Infallible>(r.handle(req).await) }
+        let (r, c) = (r.clone(), c.clone());
+        async move {
+            c.enter(Phase::Body);
+            let resp = r.handle(req, &c).await;
+            c.enter(Phase::Idle);
+            Ok::<_, Infallible>(resp)
+        }
     });
     // A connection error (a client gone, an idle timeout) ends only that connection.
     let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(Io(stream), service)
+        .max_buf_size(HEADER_BUFFER_BYTES)
+        .serve_connection(Io { stream, conn }, service)
         .await;
 }
 
 impl Receiver {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>, conn: &super::connections::Conn) -> Response<Full<Bytes>> {
         if req.method() == Method::GET && req.uri().path() == "/health" {
             return if self.inbox.is_closed() {
-                self.refuse(Refusal::new(503, "the receiver is shutting down"))
+                self.refuse(Refusal::new(503, "the receiver is shutting down"), false)
             } else {
                 json(StatusCode::OK, "{\"status\":\"ok\"}".into())
             };
         }
-        match self.accept(req).await {
+        match self.accept(req, conn).await {
             Ok(n) => {
                 self.counts.borrow_mut().accepted += 1;
                 json(StatusCode::OK, format!("{{\"records\":{n}}}"))
             }
-            Err(r) => {
+            Err((r, body_read)) => {
                 self.counts.borrow_mut().refused += 1;
-                self.refuse(r)
+                self.refuse(r, !body_read)
             }
         }
     }
 
-    /// Take one request's records into the inbox; returns how many once they are durable.
-    async fn accept(&self, req: Request<Incoming>) -> Result<usize, Refusal> {
+    /// Take one request's records into the inbox; returns how many once they are durable. A
+    /// refusal says whether the body was read (if not, the connection closes).
+    async fn accept(&self, req: Request<Incoming>, conn: &super::connections::Conn) -> Result<usize, (Refusal, bool)> {
+        let unread = |r: Refusal| (r, false);
         let max = self.settings.body_bytes_max;
-        let announced = req
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let announced = content_length(&req).map_err(unread)?;
+        self.admit(&req).map_err(unread)?;
         if let Some(n) = announced.filter(|&n| n > max as u64) {
-            // Not read: the connection closes after the answer (hyper), as nginx does.
-            return Err(too_large(n, max));
+            return Err(unread(too_large(n, max)));
         }
-        let refused = self.admit(&req, announced.unwrap_or(0));
-        let encoding = req
-            .headers()
-            .get(hyper::header::CONTENT_ENCODING)
-            .map(|v| v.to_str().unwrap_or("(not text)").to_string());
-        // Read the body even when refusing: the client then reads its answer cleanly and the
-        // connection stays usable (the body is bounded like any other).
-        let wire = Limited::new(req.into_body(), max).collect().await.map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                too_large(max as u64 + 1, max)
-            } else {
-                Refusal::new(400, format!("reading the body failed: {e}"))
-            }
-        });
-        refused?;
-        let wire = wire?.to_bytes();
-        let decoded = body::decode(encoding.as_deref(), &wire, max)?;
-        let n = body::records(&decoded, |_, _| {})?;
-        let done = self.inbox.append(&decoded)?;
-        match done.recv().await {
+        let encoding = Encoding::from_header(req.headers().get(hyper::header::CONTENT_ENCODING).map(|v| v.as_bytes()))
+            .map_err(unread)?;
+        if !self.inbox.has_room(announced.unwrap_or(0)) {
+            return Err(unread(Refusal::new(
+                429,
+                format!(
+                    "the receiver is behind: {} bytes accepted and not yet processed",
+                    self.inbox.unread_bytes()
+                ),
+            )));
+        }
+        // The announced body is granted whole before it is read; a chunked one grows its grant.
+        let mut grant = self.budget.grant(announced.unwrap_or(0) as usize).map_err(unread)?;
+        let wire = read_body(req.into_body(), max, announced, &mut grant)
+            .await
+            .map_err(|r| (r, false))?;
+        let decoded = body::decode(encoding, &wire, max, &mut |n| grant.grow(n)).map_err(|r| (r, true))?;
+        let n = body::records(&decoded, self.settings.records_max, |_, _| {}).map_err(|r| (r, true))?;
+        let done = self.inbox.append(&decoded).map_err(|r| (r, true))?;
+        // The inbox holds its own copy until the commit; the grant still counts it.
+        drop(decoded);
+        drop(wire);
+        conn.enter(Phase::Committing);
+        let answer = match done.recv().await {
             Some(Ok(())) => Ok(n),
-            Some(Err(e)) => Err(Refusal::new(503, format!("the inbox write failed: {e}"))),
-            None => Err(Refusal::new(503, "the receiver is shutting down")),
-        }
+            Some(Err(e)) => Err((Refusal::new(503, format!("the inbox write failed: {e}")), true)),
+            None => Err((Refusal::new(503, "the receiver is shutting down"), true)),
+        };
+        drop(grant);
+        answer
     }
 
-    /// What refuses a request before its body matters: shutdown, method, auth, a full inbox.
-    fn admit(&self, req: &Request<Incoming>, announced: u64) -> Result<(), Refusal> {
+    /// What refuses a request from its first line and headers: shutdown, method, auth.
+    fn admit(&self, req: &Request<Incoming>) -> Result<(), Refusal> {
         if self.inbox.is_closed() {
             return Err(Refusal::new(503, "the receiver is shutting down"));
+        }
+        if let Some(e) = self.inbox.failure() {
+            return Err(Refusal::new(503, format!("the inbox cannot be written: {e}")));
         }
         if req.method() != Method::POST {
             return Err(Refusal::new(
@@ -219,8 +264,7 @@ impl Receiver {
             ));
         }
         if let Some(want) = &self.settings.token_digest {
-            let got = bearer(req.headers());
-            match got {
+            match bearer(req.headers()) {
                 None => {
                     return Err(Refusal::new(
                         401,
@@ -231,19 +275,11 @@ impl Receiver {
                 Some(_) => {}
             }
         }
-        if !self.inbox.has_room(announced) {
-            return Err(Refusal::new(
-                429,
-                format!(
-                    "the receiver is behind: {} bytes accepted and not yet processed",
-                    self.inbox.unread_bytes()
-                ),
-            ));
-        }
         Ok(())
     }
 
-    fn refuse(&self, r: Refusal) -> Response<Full<Bytes>> {
+    /// The answer to a refused request; `close` when its body was left unread.
+    fn refuse(&self, r: Refusal, close: bool) -> Response<Full<Bytes>> {
         let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = json(status, serde_json::json!({ "error": r.reason }).to_string());
         let h = resp.headers_mut();
@@ -256,7 +292,115 @@ impl Receiver {
                 hyper::header::HeaderValue::from_static("Bearer"),
             );
         }
+        if close {
+            h.insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+        }
         resp
+    }
+}
+
+/// The `Content-Length` a request announces (none for a chunked body), or 400.
+fn content_length(req: &Request<Incoming>) -> Result<Option<u64>, Refusal> {
+    match req.headers().get(hyper::header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| Refusal::new(400, "Content-Length is not a number")),
+    }
+}
+
+/// Read a body of at most `max` bytes into one buffer (sized once when announced), growing the
+/// grant as a chunked body arrives.
+async fn read_body(
+    mut body: Incoming,
+    max: usize,
+    announced: Option<u64>,
+    grant: &mut Grant,
+) -> Result<Vec<u8>, Refusal> {
+    let mut wire = Vec::with_capacity(announced.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Refusal::new(400, format!("reading the body failed: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if wire.len() + data.len() > max {
+            return Err(too_large(max as u64 + 1, max));
+        }
+        if wire.len() + data.len() > wire.capacity() {
+            let capacity = (wire.len() + data.len()).max(2 * wire.capacity()).min(max);
+            grant.grow(capacity - wire.capacity())?;
+            wire.reserve_exact(capacity - wire.len());
+        }
+        wire.extend_from_slice(&data);
+    }
+    Ok(wire)
+}
+
+/// One core's budget for request bodies in memory (`body_memory_bytes_max`).
+pub struct Budget {
+    used: Cell<usize>,
+    max: usize,
+}
+
+/// Bytes granted to one request, returned to the budget when dropped.
+pub struct Grant {
+    budget: Rc<Budget>,
+    bytes: usize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Budget {
+        Budget {
+            used: Cell::new(0),
+            max,
+        }
+    }
+
+    /// Grant `bytes` now, or 503 when they do not fit.
+    pub fn grant(self: &Rc<Self>, bytes: usize) -> Result<Grant, Refusal> {
+        let mut g = Grant {
+            budget: self.clone(),
+            bytes: 0,
+        };
+        g.grow(bytes)?;
+        Ok(g)
+    }
+
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.used.get()
+    }
+}
+
+impl Grant {
+    /// Add `bytes` to the grant, or 503 when they do not fit.
+    pub fn grow(&mut self, bytes: usize) -> Result<(), Refusal> {
+        let b = &self.budget;
+        if b.used.get() + bytes > b.max {
+            return Err(Refusal::new(
+                503,
+                format!(
+                    "the receiver is reading {} bytes of bodies and has no room for {bytes} more (body_memory_bytes_max {})",
+                    b.used.get(),
+                    b.max
+                ),
+            ));
+        }
+        b.used.set(b.used.get() + bytes);
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        self.budget.used.set(self.budget.used.get() - self.bytes);
     }
 }
 
@@ -300,42 +444,20 @@ pub fn same_digest(want: &[u8; 32], token: &str) -> bool {
     want.iter().zip(got.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-/// glommio's socket under hyper's I/O traits.
-struct Io(TcpStream);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl hyper::rt::Read for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        mut buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        // hyper hands a fresh uninitialised window each time: zero only what one read may fill.
-        let want = buf.remaining().min(READ_WINDOW_BYTES);
-        let dst = buf.initialize_unfilled_to(want);
-        match futures_lite::AsyncRead::poll_read(Pin::new(&mut self.get_mut().0), cx, dst) {
-            Poll::Ready(Ok(n)) => {
-                // SAFETY: `initialize_unfilled` initialised every byte of `dst`, and `poll_read`
-                // reported writing `n <= dst.len()` of them, so the first `n` unfilled bytes are
-                // initialised and filled. Exercised by every request in source::http::tests.
-                unsafe { buf.advance(n) };
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl hyper::rt::Write for Io {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        futures_lite::AsyncWrite::poll_write(Pin::new(&mut self.get_mut().0), cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        futures_lite::AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().0), cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        futures_lite::AsyncWrite::poll_close(Pin::new(&mut self.get_mut().0), cx)
+    #[test]
+    fn the_budget_grants_what_fits_and_takes_it_back_on_drop() {
+        let b = Rc::new(Budget::new(100));
+        let mut g = b.grant(60).unwrap();
+        assert_eq!(b.grant(41).err().unwrap().status, 503);
+        g.grow(40).unwrap();
+        assert!(g.grow(1).unwrap_err().reason.contains("body_memory_bytes_max 100"));
+        assert_eq!(b.used(), 100);
+        drop(g);
+        assert_eq!(b.used(), 0);
+        assert!(b.grant(100).is_ok());
     }
 }

@@ -281,6 +281,140 @@ fn a_full_inbox_answers_429_with_retry_after_until_the_reader_catches_up() {
     assert_eq!(http.post(&run.url, body, &[]).status, 200);
 }
 
+/// A raw connection to the receiver, for clients that misbehave as hyper's cannot.
+fn raw(run: &Running) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(run.url.trim_start_matches("http://")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Everything the server sends until it closes the connection (or 5 s pass: then a panic).
+fn read_to_close(s: &mut std::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    match std::io::Read::read_to_end(s, &mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!(
+            "the server did not close the connection: {e} (read {:?})",
+            String::from_utf8_lossy(&answer)
+        ),
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn a_request_refused_by_its_headers_is_answered_before_its_body_and_closed() {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let run = Running::start(dir.path(), config(free_port()), Some(TOKEN));
+    // No token, a body announced and never sent: 401 at once, then the connection closes.
+    for (headers, status) in [
+        (String::new(), "401"),
+        ("authorization: Bearer wrong-token-0123456789\r\n".to_string(), "401"),
+        (
+            format!("authorization: Bearer {TOKEN}\r\ncontent-encoding: br\r\n"),
+            "415",
+        ),
+    ] {
+        let mut s = raw(&run);
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nhost: x\r\n{headers}content-length: 1000000\r\n\r\n"
+        )
+        .unwrap();
+        let answer = read_to_close(&mut s);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    }
+    // The same for a chunked body (no length announced).
+    let mut s = raw(&run);
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n10\r\n"
+    )
+    .unwrap();
+    assert!(read_to_close(&mut s).starts_with("HTTP/1.1 401"));
+}
+
+#[test]
+fn bodies_past_the_memory_budget_are_refused_503_before_they_are_read() {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let mut cfg = config(free_port());
+    cfg.body_memory_bytes_max = 2 << 20; // two bodies of 1 MiB being read
+    let run = Running::start(dir.path(), cfg, None);
+    let body = ndjson(0, 80_000); // ~0.9 MiB
+    let head = format!("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", body.len());
+    // Two clients hold the budget with bodies they have not finished sending.
+    let mut holding: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = raw(&run);
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(&body[..1000]).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200)); // both admitted
+    let mut third = raw(&run);
+    third.write_all(head.as_bytes()).unwrap();
+    let answer = read_to_close(&mut third);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("body_memory_bytes_max 2097152"), "{answer}");
+    // The two finish and are answered; their grants come back.
+    for s in &mut holding {
+        s.write_all(&body[1000..]).unwrap();
+        let mut buf = [0u8; 12];
+        std::io::Read::read_exact(s, &mut buf).unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+    }
+    assert_eq!(Http::new().post(&run.url, body, &[]).status, 200);
+    assert_eq!(run.take(3 * 80_000).len(), 3 * 80_000);
+}
+
+#[test]
+fn slow_clients_are_closed_by_their_deadlines_and_make_room_for_real_ones() {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let mut cfg = config(free_port());
+    cfg.connections_max = 2;
+    cfg.header_timeout_ms = 600;
+    cfg.idle_timeout_ms = 30_000;
+    let run = Running::start(dir.path(), cfg, None);
+    // Two slowloris clients fill the table: a byte of headers every 100 ms (well inside the
+    // idle timeout, so only the header deadline can close them).
+    let trickle = |mut s: std::net::TcpStream| {
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            for b in b"POST / HTTP/1.1\r\nhost: x\r\nx-pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                .iter()
+                .cycle()
+            {
+                if s.write_all(&[*b]).is_err() || started.elapsed() > Duration::from_secs(10) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            started.elapsed()
+        })
+    };
+    let slow: Vec<_> = (0..2).map(|_| trickle(raw(&run))).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A real client is served at once: the oldest slow connection makes room.
+    let started = std::time::Instant::now();
+    assert_eq!(Http::new().post(&run.url, ndjson(0, 1), &[]).status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    // And neither slow client outlives its header deadline by much, though it never went quiet.
+    for t in slow {
+        let lived = t.join().unwrap();
+        assert!(
+            lived < Duration::from_secs(3),
+            "a slow client held its connection {lived:?}"
+        );
+    }
+}
+
 fn limits() -> InboxLimits {
     InboxLimits {
         segment_bytes: 4096,
