@@ -19,9 +19,11 @@ pub mod flatten;
 pub mod infer;
 pub mod keyring;
 pub mod schema;
+pub mod shown;
 pub mod timestamp;
 pub mod value;
 
+use shown::{Reveal, Shown, VALUE};
 use std::fmt;
 
 /// Largest payload accepted (Kinesis's record limit). Larger records are quarantined.
@@ -147,12 +149,17 @@ impl Rule {
 
 /// Why one record was rejected: the stage, the rule, the field (when one is to blame) and a
 /// message a person can act on. Built only on the bad-record path, so it may allocate.
+///
+/// A message about a value holds the [`VALUE`] placeholder, and the value waits beside it
+/// until [`Reject::reveal`] fills it in as the record's source allows (`shown.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reject {
     pub stage: Stage,
     pub rule: Rule,
     pub field: Option<String>,
     pub message: String,
+    /// The value the message is about, until revealed.
+    pub value: Option<Shown>,
 }
 
 impl Reject {
@@ -162,25 +169,47 @@ impl Reject {
             rule,
             field: None,
             message: message.into(),
+            value: None,
         }
     }
 
     pub fn field(stage: Stage, rule: Rule, field: &str, message: impl Into<String>) -> Reject {
         Reject {
-            stage,
-            rule,
             field: Some(field.to_string()),
-            message: message.into(),
+            ..Reject::new(stage, rule, message)
         }
+    }
+
+    /// A reject about `value`, which the message names by the [`VALUE`] placeholder (before any
+    /// text taken from the configuration, so the first placeholder is always the value's).
+    pub fn field_value(stage: Stage, rule: Rule, field: &str, value: Shown, message: impl Into<String>) -> Reject {
+        let message = message.into();
+        debug_assert!(message.contains(VALUE), "a message about a value names it: {message}");
+        Reject {
+            value: Some(value),
+            ..Reject::field(stage, rule, field, message)
+        }
+    }
+
+    /// Fill the value into the message as `how` allows, and forget the value.
+    pub fn reveal(mut self, how: Reveal) -> Reject {
+        if let Some(v) = self.value.take() {
+            self.message = self.message.replacen(VALUE, &v.render(how), 1);
+        }
+        self
     }
 }
 
+/// An unrevealed reject displays its value withheld.
 impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.stage.as_str(), self.rule.as_str())?;
         if let Some(field) = &self.field {
             write!(f, " `{field}`")?;
         }
-        write!(f, ": {}", self.message)
+        match &self.value {
+            Some(v) => write!(f, ": {}", self.message.replacen(VALUE, &v.render(Reveal::Withheld), 1)),
+            None => write!(f, ": {}", self.message),
+        }
     }
 }

@@ -22,8 +22,9 @@
 //! - Coercions: an integer is accepted by a `float64` column, and a float with no fraction by
 //!   an `int64` column. Nothing else is coerced; the `cast` transform converts explicitly.
 
+use super::shown::{Shown, VALUE};
 use super::timestamp::TsFormat;
-use super::value::{preview, scratch_push, type_name, write_json, StrRef, Val};
+use super::value::{scratch_push, type_name, write_json, StrRef, Val};
 use super::{Reject, Rule, Stage};
 use serde::{Deserialize, Serialize};
 use simd_json::{Node, StaticNode};
@@ -434,17 +435,18 @@ impl Column {
                 write_json(nodes, i, s);
             })),
             (ty, node) => {
-                return Err(Reject::field(
+                return Err(Reject::field_value(
                     Stage::Schema,
                     Rule::Type,
                     &self.name,
-                    format!("expected {}, got {} {}", ty.name(), type_name(&node), preview(nodes, i)),
+                    Shown::node(nodes, i),
+                    format!("expected {}, got {} {VALUE}", ty.name(), type_name(&node)),
                 ))
             }
         };
         match v {
-            Val::I64(x) => self.check_range(x as f64, || x.to_string())?,
-            Val::F64(x) => self.check_range(x, || x.to_string())?,
+            Val::I64(x) => self.check_range(x as f64, || Shown::number(x.to_string()))?,
+            Val::F64(x) => self.check_range(x, || Shown::number(x.to_string()))?,
             _ => {}
         }
         Ok(v)
@@ -471,36 +473,35 @@ impl Column {
 
     fn ts_error(&self, nodes: &[Node], i: usize) -> Reject {
         let names: Vec<&str> = self.formats.iter().map(TsFormat::name).collect();
-        Reject::field(
+        Reject::field_value(
             Stage::Schema,
             Rule::TimestampFormat,
             &self.name,
-            format!(
-                "{} matches none of the formats [{}]",
-                preview(nodes, i),
-                names.join(", ")
-            ),
+            Shown::node(nodes, i),
+            format!("{VALUE} matches none of the formats [{}]", names.join(", ")),
         )
     }
 
-    fn check_range(&self, x: f64, show: impl Fn() -> String) -> Result<(), Reject> {
+    fn check_range(&self, x: f64, show: impl Fn() -> Shown) -> Result<(), Reject> {
         if let Some(min) = self.min {
             if x < min {
-                return Err(Reject::field(
+                return Err(Reject::field_value(
                     Stage::Schema,
                     Rule::Min,
                     &self.name,
-                    format!("must be at least {min}, got {}", show()),
+                    show(),
+                    format!("must be at least {min}, got {VALUE}"),
                 ));
             }
         }
         if let Some(max) = self.max {
             if x > max {
-                return Err(Reject::field(
+                return Err(Reject::field_value(
                     Stage::Schema,
                     Rule::Max,
                     &self.name,
-                    format!("must be at most {max}, got {}", show()),
+                    show(),
+                    format!("must be at most {max}, got {VALUE}"),
                 ));
             }
         }
@@ -538,20 +539,22 @@ impl Column {
             if self.enum_values.len() > SHOWN {
                 list.push("…");
             }
-            return Err(Reject::field(
+            return Err(Reject::field_value(
                 Stage::Schema,
                 Rule::Enum,
                 &self.name,
-                format!("{s:?} is not one of [{}]", list.join(", ")),
+                Shown::string(s),
+                format!("{VALUE} is not one of [{}]", list.join(", ")),
             ));
         }
         if let Some((p, re)) = &self.pattern {
             if !re.is_match(s) {
-                return Err(Reject::field(
+                return Err(Reject::field_value(
                     Stage::Schema,
                     Rule::Pattern,
                     &self.name,
-                    format!("{s:?} does not match pattern {p:?}"),
+                    Shown::string(s),
+                    format!("{VALUE} does not match pattern {p:?}"),
                 ));
             }
         }
@@ -562,16 +565,22 @@ impl Column {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::extract::shown::Reveal;
 
     fn schema(json: &str) -> Schema {
         Schema::compile(&SchemaFile::from_json(json).unwrap()).unwrap()
     }
 
+    /// Convert `value`; a reject comes revealed as for a plaintext source.
     fn convert(col: &Column, value: &str) -> Result<Val, Reject> {
+        convert_as(col, value, Reveal::Truncated)
+    }
+
+    fn convert_as(col: &Column, value: &str, how: Reveal) -> Result<Val, Reject> {
         let mut buf = value.as_bytes().to_vec();
         let tape = simd_json::to_tape(&mut buf).unwrap();
         let mut scratch = String::new();
-        col.convert(&tape.0, Some(0), &mut scratch)
+        col.convert(&tape.0, Some(0), &mut scratch).map_err(|e| e.reveal(how))
     }
 
     #[test]
@@ -629,6 +638,73 @@ mod tests {
         assert_eq!(c("f").convert(&[], None, &mut scratch).unwrap(), Val::F64(1.5));
         assert_eq!(convert(c("f"), "null").unwrap(), Val::F64(1.5));
         assert_eq!(convert(c("f"), "3").unwrap(), Val::F64(3.0));
+    }
+
+    #[test]
+    fn an_encrypted_sources_messages_never_show_the_value() {
+        let s = schema(
+            r#"{"columns":[
+            {"name":"ssn","type":"string","pattern":"[0-9]{3}-[0-9]{2}-[0-9]{4}"},
+            {"name":"card","type":"int64","max":9999},
+            {"name":"kind","type":"string","enum":["a","b"]},
+            {"name":"t","type":"timestamp","formats":["rfc3339"]},
+            {"name":"n","type":"int64"}]}"#,
+        );
+        let c = |n: &str| &s.columns[s.index(n).unwrap()];
+        let cases = [
+            (
+                "ssn",
+                "\"123-45-678X\"",
+                "\"123-45-678X\" does not match pattern",
+                "a string of 11 characters does not match pattern",
+            ),
+            (
+                "card",
+                "4111111111111111",
+                "must be at most 9999, got 4111111111111111",
+                "must be at most 9999, got a number",
+            ),
+            (
+                "kind",
+                "\"123-45-6789\"",
+                "\"123-45-6789\" is not one of [a, b]",
+                "a string of 11 characters is not one of [a, b]",
+            ),
+            (
+                "t",
+                "\"123-45-6789\"",
+                "\"123-45-6789\" matches none of the formats",
+                "a string of 11 characters matches none of the formats",
+            ),
+            (
+                "n",
+                "{\"ssn\":\"123-45-6789\"}",
+                "expected int64, got object {\"ssn\":\"123-45-6789\"}",
+                "expected int64, got object an object of 1 member",
+            ),
+        ];
+        for (col, value, plain, withheld) in cases {
+            let shown = convert_as(c(col), value, Reveal::Truncated).unwrap_err();
+            assert!(shown.message.starts_with(plain), "{}", shown.message);
+            let hidden = convert_as(c(col), value, Reveal::Withheld).unwrap_err();
+            assert!(hidden.message.starts_with(withheld), "{}", hidden.message);
+            for secret in ["123-45-678", "4111111111111111"] {
+                assert!(!hidden.message.contains(secret), "{}", hidden.message);
+                assert!(!hidden.to_string().contains(secret), "{hidden}");
+            }
+        }
+        // Unrevealed, a reject displays the value withheld; a plaintext source's value is cut.
+        let mut buf = b"\"4111111111111111\"".to_vec();
+        let tape = simd_json::to_tape(&mut buf).unwrap();
+        let e = c("n").convert(&tape.0, Some(0), &mut String::new()).unwrap_err();
+        assert!(!e.to_string().contains("4111"), "{e}");
+        let long = format!("\"{}\"", "9".repeat(100));
+        let e = convert_as(c("kind"), &long, Reveal::Truncated).unwrap_err();
+        assert!(
+            e.message.starts_with(&format!("\"{}…", "9".repeat(31))),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::buffer::{Appended, BufferSet, Origin, PartitionKey};
 use crate::config::Encryption;
 use crate::extract::envelope;
 use crate::extract::flatten::flatten;
+use crate::extract::shown::{Reveal, Shown, VALUE};
 use crate::extract::timestamp::{hour_bucket, rfc3339, MICROS_PER_SECOND};
 use crate::extract::value::{RecordRefs, Val};
 use crate::extract::{Reject, Rule, Stage};
@@ -108,7 +109,12 @@ pub fn process(
         hist,
     );
     work.tape = tape.reset();
-    result
+    // The one place a reject's value meets its source's policy (`extract::shown`).
+    let reveal = match source.encryption {
+        Encryption::Envelope => Reveal::Withheld,
+        Encryption::None => Reveal::Truncated,
+    };
+    result.map_err(|(t, e)| (t, e.reveal(reveal)))
 }
 
 /// Steps 3–7, with the tape borrowing the decrypted document for `'d`.
@@ -129,7 +135,12 @@ fn parse_and_buffer<'d>(
     simd_json::fill_tape_padded(doc, doc_len, json, tape).map_err(|e| {
         (
             None,
-            Reject::new(Stage::Parse, Rule::MalformedJson, format!("not valid JSON: {e}")),
+            // The error's kind and byte offset, never the character it found there.
+            Reject::new(
+                Stage::Parse,
+                Rule::MalformedJson,
+                format!("not valid JSON: {:?} at byte {}", e.error(), e.index()),
+            ),
         )
     })?;
     Timer::lap(timer, hist, StageId::Parse);
@@ -199,26 +210,26 @@ fn parse_and_buffer<'d>(
 fn check_bounds(plan: &Plan, field: Option<&str>, event_us: i64, ingest_us: i64) -> Result<(), Reject> {
     let field = field.unwrap_or("_ingest_time");
     if event_us < ingest_us - plan.event_time_late_max_us {
-        return Err(Reject::field(
+        return Err(Reject::field_value(
             Stage::Partition,
             Rule::EventTimeLate,
             field,
+            Shown::timestamp(rfc3339(event_us)),
             format!(
-                "event time {} is more than {} s before ingest time {} (partitioning.event_time_late_max_s)",
-                rfc3339(event_us),
+                "event time {VALUE} is more than {} s before ingest time {} (partitioning.event_time_late_max_s)",
                 plan.event_time_late_max_us / MICROS_PER_SECOND,
                 rfc3339(ingest_us)
             ),
         ));
     }
     if event_us > ingest_us + plan.event_time_future_max_us {
-        return Err(Reject::field(
+        return Err(Reject::field_value(
             Stage::Partition,
             Rule::EventTimeFuture,
             field,
+            Shown::timestamp(rfc3339(event_us)),
             format!(
-                "event time {} is more than {} s after ingest time {} (partitioning.event_time_future_max_s)",
-                rfc3339(event_us),
+                "event time {VALUE} is more than {} s after ingest time {} (partitioning.event_time_future_max_s)",
                 plan.event_time_future_max_us / MICROS_PER_SECOND,
                 rfc3339(ingest_us)
             ),

@@ -116,6 +116,31 @@ fn quarantine_lines(out: &[Output]) -> Vec<String> {
         .collect()
 }
 
+/// The message names no value of the (decrypted) record: no string of 3 characters or more,
+/// no number of 3 digits or more, found anywhere in its text.
+fn assert_no_value_of(plain: &[u8], message: &str) {
+    fn walk(v: &serde_json::Value, message: &str) {
+        match v {
+            serde_json::Value::String(s) => {
+                assert!(
+                    s.chars().count() < 3 || !message.contains(s.as_str()),
+                    "{s:?} in {message:?}"
+                )
+            }
+            serde_json::Value::Number(n) => {
+                let t = n.to_string();
+                assert!(t.len() < 3 || !message.contains(&t), "{t} in {message:?}")
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, message)),
+            serde_json::Value::Object(o) => o.values().for_each(|v| walk(v, message)),
+            _ => {}
+        }
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(plain) {
+        walk(&v, message);
+    }
+}
+
 #[test]
 fn every_bad_record_kind_is_quarantined_with_its_reason_and_original_bytes() {
     let c = config(4000, 0.25);
@@ -128,7 +153,8 @@ fn every_bad_record_kind_is_quarantined_with_its_reason_and_original_bytes() {
     for l in &lines {
         let back: Line = serde_json::from_str(l).unwrap();
         let partition: u64 = back.partition.parse().unwrap();
-        let (payload, _, expected) = h.gen.record(partition, back.position);
+        let (payload, plain, expected) = h.gen.record(partition, back.position);
+        assert_no_value_of(&plain, &back.message);
         let Expected::Rejected {
             kind,
             stage,

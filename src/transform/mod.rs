@@ -16,6 +16,7 @@ pub mod route;
 use crate::config::TransformConfig;
 use crate::extract::keyring::Keyring;
 use crate::extract::schema::{ColumnType, Schema};
+use crate::extract::shown::{Shown, VALUE};
 use crate::extract::timestamp::{format_rfc3339, parse_rfc3339};
 use crate::extract::value::{scratch_push, RecordRefs, Val};
 use crate::extract::{Reject, Rule, Stage};
@@ -282,28 +283,29 @@ fn apply_op(op: &ValueOp, v: Val, field: &str, nodes: &[simd_json::Node], scratc
 }
 
 fn cast(v: Val, to: ColumnType, field: &str, nodes: &[simd_json::Node], scratch: &mut String) -> Result<Val, Reject> {
-    let fail = |shown: &str| {
-        Reject::field(
+    let fail = |shown: Shown| {
+        Reject::field_value(
             Stage::Transform,
             Rule::Cast,
             field,
-            format!("cannot cast {shown} to {}", to.name()),
+            shown,
+            format!("cannot cast {VALUE} to {}", to.name()),
         )
     };
     Ok(match (v, to) {
         (Val::Str(r), ColumnType::String) => Val::Str(r),
         (Val::Str(r), _) => {
             let s = RecordRefs { nodes, scratch }.str(r);
-            let quoted = || format!("{s:?}");
+            let quoted = || Shown::string(s);
             match to {
-                ColumnType::Int64 => Val::I64(s.trim().parse().map_err(|_| fail(&quoted()))?),
-                ColumnType::Float64 => Val::F64(s.trim().parse().map_err(|_| fail(&quoted()))?),
+                ColumnType::Int64 => Val::I64(s.trim().parse().map_err(|_| fail(quoted()))?),
+                ColumnType::Float64 => Val::F64(s.trim().parse().map_err(|_| fail(quoted()))?),
                 ColumnType::Boolean => match s.trim() {
                     "true" => Val::Bool(true),
                     "false" => Val::Bool(false),
-                    _ => return Err(fail(&quoted())),
+                    _ => return Err(fail(quoted())),
                 },
-                ColumnType::Timestamp => Val::Ts(parse_rfc3339(s.trim()).ok_or_else(|| fail(&quoted()))?),
+                ColumnType::Timestamp => Val::Ts(parse_rfc3339(s.trim()).ok_or_else(|| fail(quoted()))?),
                 ColumnType::String | ColumnType::Json => unreachable!(),
             }
         }
@@ -322,7 +324,7 @@ fn cast(v: Val, to: ColumnType, field: &str, nodes: &[simd_json::Node], scratch:
         (Val::F64(x), ColumnType::Float64) => Val::F64(x),
         (Val::F64(x), ColumnType::Int64) => {
             if x.fract() != 0.0 || x.abs() >= 9.2e18 {
-                return Err(fail(&x.to_string()));
+                return Err(fail(Shown::number(x.to_string())));
             }
             Val::I64(x as i64)
         }

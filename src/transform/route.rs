@@ -6,7 +6,7 @@
 
 use crate::config::{RouteConfig, Unmatched};
 use crate::extract::flatten::lookup;
-use crate::extract::value::preview;
+use crate::extract::shown::{Shown, VALUE};
 use crate::extract::{Reject, Rule, Stage};
 use simd_json::Node;
 use std::collections::HashMap;
@@ -64,18 +64,16 @@ impl Router {
         match unmatched {
             Target::Table(t) => Ok(Some(t)),
             Target::Drop => Ok(None),
-            Target::Quarantine => {
-                let why = match found {
-                    None => "is missing".to_string(),
-                    Some(i) => format!("is {}, which maps to no table", preview(nodes, i)),
-                };
-                Err(Reject::field(
+            Target::Quarantine => Err(match found {
+                None => Reject::field(Stage::Route, Rule::UnmatchedRoute, field, "route field is missing"),
+                Some(i) => Reject::field_value(
                     Stage::Route,
                     Rule::UnmatchedRoute,
                     field,
-                    format!("route field {why}"),
-                ))
-            }
+                    Shown::node(nodes, i),
+                    format!("route field is {VALUE}, which maps to no table"),
+                ),
+            }),
         }
     }
 }
@@ -83,6 +81,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::extract::shown::Reveal;
 
     fn router(unmatched: Unmatched) -> Router {
         let cfg = RouteConfig {
@@ -110,7 +109,13 @@ mod tests {
         assert_eq!(route(&q, r#"{"meta":{"kind":"view"}}"#).unwrap(), Some(1));
         let e = route(&q, r#"{"meta":{"kind":"buy"}}"#).unwrap_err();
         assert_eq!(e.rule, Rule::UnmatchedRoute);
-        assert_eq!(e.message, "route field is \"buy\", which maps to no table");
+        let shown = e.clone().reveal(Reveal::Truncated);
+        assert_eq!(shown.message, "route field is \"buy\", which maps to no table");
+        let hidden = e.reveal(Reveal::Withheld);
+        assert_eq!(
+            hidden.message,
+            "route field is a string of 3 characters, which maps to no table"
+        );
         let e = route(&q, r#"{"meta":{}}"#).unwrap_err();
         assert_eq!(e.message, "route field is missing");
         assert_eq!(route(&router(Unmatched::Drop), r#"{"x":1}"#).unwrap(), None);

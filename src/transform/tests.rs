@@ -1,5 +1,6 @@
 use super::*;
 use crate::extract::schema::SchemaFile;
+use crate::extract::shown::Reveal;
 use crate::extract::value::Val;
 
 fn schema() -> Schema {
@@ -150,10 +151,17 @@ fn casts_convert_or_reject_with_the_value() {
     assert_eq!(got[4].1, "2026-11-26T10:00:00.000000Z");
     let e = run(&[cast("s", "int64")], r#"{"s":"twelve"}"#).unwrap_err();
     assert_eq!((e.stage, e.rule), (Stage::Transform, Rule::Cast));
-    assert_eq!(e.message, "cannot cast \"twelve\" to int64");
+    assert_eq!(
+        e.clone().reveal(Reveal::Truncated).message,
+        "cannot cast \"twelve\" to int64"
+    );
+    assert_eq!(
+        e.clone().reveal(Reveal::Withheld).message,
+        "cannot cast a string of 6 characters to int64"
+    );
     assert_eq!(e.field.as_deref(), Some("s"));
     let e = run(&[cast("f", "int64")], r#"{"f":2.5}"#).unwrap_err();
-    assert_eq!(e.message, "cannot cast 2.5 to int64");
+    assert_eq!(e.reveal(Reveal::Truncated).message, "cannot cast 2.5 to int64");
     // Nulls pass through every operation.
     let got = run(&[cast("s", "int64")], r#"{}"#).unwrap();
     assert_eq!(got[2].1, "null");
