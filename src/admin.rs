@@ -2,7 +2,9 @@
 //! hyper's HTTP/1.1 server), never on a data core.
 //!
 //! - `GET /health`: 200 while the process runs;
-//! - `GET /ready`: 200 once recovery is done and the cores run, 503 before and while draining;
+//! - `GET /ready`: 200 once recovery is done and the cores run, 503 before, while draining, and
+//!   while any core has a problem (a partition stopped by an error, an HTTP inbox that cannot
+//!   be written), one line each in the body;
 //! - `GET /metrics`: Prometheus text format 0.0.4, one sample per core (label `core`):
 //!   records and bytes in/out per zone, quarantined by rule, backpressure time, spill I/O and
 //!   peaks, source errors, throttles and lag, HTTP requests, stage latency summaries;
@@ -163,16 +165,30 @@ fn answer<B>(view: &AdminView, req: &Request<B>) -> Response<Full<Bytes>> {
     let snapshots = || view.progress.iter().map(Progress::snapshot).collect::<Vec<_>>();
     match req.uri().path() {
         "/health" => text(StatusCode::OK, PLAIN, "ok\n".into()),
-        "/ready" => match (view.ready.load(Ordering::Relaxed), view.stop.load(Ordering::Relaxed)) {
-            (_, true) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "draining\n".into()),
-            (true, false) => text(StatusCode::OK, PLAIN, "ready\n".into()),
-            (false, false) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "starting\n".into()),
-        },
+        "/ready" => {
+            let problems: Vec<String> = view
+                .progress
+                .iter()
+                .enumerate()
+                .flat_map(|(core, p)| p.problems().into_iter().map(move |w| format!("core {core}: {w}\n")))
+                .collect();
+            match (view.ready.load(Ordering::Relaxed), view.stop.load(Ordering::Relaxed)) {
+                (_, true) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "draining\n".into()),
+                (false, false) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "starting\n".into()),
+                (true, false) if problems.is_empty() => text(StatusCode::OK, PLAIN, "ready\n".into()),
+                (true, false) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    PLAIN,
+                    format!("not ready:\n{}", problems.concat()),
+                ),
+            }
+        }
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             metrics(
                 &snapshots(),
+                &view.progress.iter().map(|p| p.problems().len()).collect::<Vec<_>>(),
                 view.started.elapsed().as_secs_f64(),
                 view.ready.load(Ordering::Relaxed),
                 view.store.sdk_retries(),
@@ -232,7 +248,14 @@ fn labelled(
 type Counter = (&'static str, &'static str, fn(&Counters) -> u64);
 
 /// The Prometheus text of every core's counters, and the stage latencies over all cores.
-pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool, store_sdk_retries: u64) -> String {
+/// `problems` counts each core's problems (see `/ready`).
+pub fn metrics(
+    snapshots: &[Snapshot],
+    problems: &[usize],
+    uptime_s: f64,
+    ready: bool,
+    store_sdk_retries: u64,
+) -> String {
     let c: Vec<Counters> = snapshots.iter().map(|s| s.counters.clone()).collect();
     let mut o = String::new();
     let counters: [Counter; 13] = [
@@ -409,6 +432,14 @@ pub fn metrics(snapshots: &[Snapshot], uptime_s: f64, ready: bool, store_sdk_ret
     }
     let _ = writeln!(
         o,
+        "# HELP sluicegate_core_problems Problems that keep a core from all of its work (a partition stopped by an error, an inbox that cannot be written); /ready says which.\n\
+         # TYPE sluicegate_core_problems gauge"
+    );
+    for (core, n) in problems.iter().enumerate() {
+        let _ = writeln!(o, "sluicegate_core_problems{{core=\"{core}\"}} {n}");
+    }
+    let _ = writeln!(
+        o,
         "# HELP sluicegate_uptime_seconds Seconds since the process started its run.\n\
          # TYPE sluicegate_uptime_seconds gauge\nsluicegate_uptime_seconds {uptime_s}\n\
          # HELP sluicegate_ready 1 once the cores run, 0 before.\n# TYPE sluicegate_ready gauge\nsluicegate_ready {}\n\
@@ -463,7 +494,8 @@ mod tests {
         let mut b = Snapshot::default();
         b.counters.records_in = 5;
         b.hist.record(StageId::Parse, 2_500);
-        let m = metrics(&[a.clone(), b.clone()], 1.5, true, 7);
+        let m = metrics(&[a.clone(), b.clone()], &[0, 2], 1.5, true, 7);
+        assert!(m.contains("sluicegate_core_problems{core=\"1\"} 2\n"), "{m}");
         assert!(m.contains("sluicegate_records_in_total{core=\"0\"} 10\n"), "{m}");
         assert!(m.contains("sluicegate_records_in_total{core=\"1\"} 5\n"), "{m}");
         assert!(

@@ -71,6 +71,11 @@ enum Command {
         #[arg(long, default_value = "info")]
         log_level: tracing::Level,
     },
+    /// Inspect or salvage the HTTP receiver's inboxes (its write-ahead logs under `state.dir`).
+    Inbox {
+        #[command(subcommand)]
+        action: InboxAction,
+    },
     /// Check a configuration file, its schemas and transforms, without running.
     Validate {
         #[arg(long)]
@@ -117,6 +122,22 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum InboxAction {
+    /// Check every frame of every inbox segment under PATH (a `state.dir`, a source's inbox
+    /// directory, or one inbox): exit 0 when none is corrupt, 1 when one is.
+    Check { path: PathBuf },
+    /// Make a corrupt segment readable again: its corrupt frames are listed in a side file and
+    /// their bytes go to the quarantine when read; a frame whose length cannot be trusted ends
+    /// the segment, the bytes from it on copied aside first. Nothing is deleted. Without
+    /// --apply, only says what it would do. Run it with the process stopped.
+    Salvage {
+        segment: PathBuf,
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run {
@@ -130,6 +151,7 @@ fn main() -> ExitCode {
             init_logs(log_format, log_level);
             run(config, records, lake, no_progress)
         }
+        Command::Inbox { action } => inbox(action),
         Command::Validate { config } => validate(&config),
         Command::Keygen { keys, id } => result(keygen(&keys, &id)),
         Command::Encrypt {
@@ -232,6 +254,34 @@ fn run(config: Option<PathBuf>, records: Option<u64>, lake: Option<PathBuf>, no_
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn inbox(action: InboxAction) -> ExitCode {
+    use sluicegate::source::http::inbox;
+    match action {
+        InboxAction::Check { path } => match inbox::check(&path) {
+            Ok((report, corrupt)) => {
+                print!("{report}");
+                ExitCode::from(u8::from(corrupt))
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        InboxAction::Salvage { segment, apply } => result(inbox::salvage(&segment, apply).map(|done| {
+            let verb = if apply { "" } else { "would be " };
+            for off in &done.listed {
+                println!("frame at byte {off}: {verb}listed in {} (its bytes go to the quarantine)", inbox::salvage_path(&segment).display());
+            }
+            if let Some((off, aside)) = &done.cut {
+                println!("frame at byte {off}: its length cannot be trusted; the segment {verb}ends there, the bytes from it on {verb}copied to {}", aside.display());
+            }
+            if done.listed.is_empty() && done.cut.is_none() {
+                println!("{}: nothing to salvage", segment.display());
+            }
+        })),
     }
 }
 

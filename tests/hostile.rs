@@ -157,3 +157,183 @@ fn clients_that_announce_large_bodies_and_stall_cannot_push_memory_past_the_stat
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+/// An HTTP receiver on core 0 alone, with its lake files held back (a long flush interval) so
+/// nothing is checkpointed before the kill.
+fn write_inbox_config(dir: &Path, port: u16, admin: u16) -> PathBuf {
+    let path = dir.join("inbox.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[lake]
+dir = "{lake}"
+[state]
+dir = "{state}"
+[runtime]
+cores = [0]
+[admin]
+listen = "127.0.0.1:{admin}"
+[[sources]]
+name = "edge"
+table = "events"
+encryption = "none"
+[sources.http]
+listen = "127.0.0.1:{port}"
+[[tables]]
+name = "events"
+schema = "{schema}"
+[buffer]
+flush_interval_ms = 600000
+"#,
+            lake = dir.join("lake").display(),
+            state = dir.join("state").display(),
+            schema = dir.join("schema.json").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("schema.json"),
+        r#"{"columns": [{"name": "event_id", "type": "string", "required": true}]}"#,
+    )
+    .unwrap();
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on `port`: the status line's code and the body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let code = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn post_records(port: u16, request: u32) -> u16 {
+    let body: String = (0..100)
+        .map(|i| format!("{{\"event_id\":\"r{request}-{i}\"}}\n"))
+        .collect();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+fn start_receiver(config: &Path, port: u16) -> std::process::Child {
+    let child = Command::new(bin())
+        .args(["run", "--config", config.to_str().unwrap(), "--no-progress"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the receiver to listen", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    child
+}
+
+fn stop(child: &mut std::process::Child) -> std::process::ExitStatus {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap()
+}
+
+#[test]
+fn a_flipped_bit_in_an_acknowledged_inbox_frame_stops_the_partition_loudly_and_is_salvaged_into_the_quarantine() {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let config = write_inbox_config(dir.path(), port, admin);
+    let mut child = start_receiver(&config, port);
+    for r in 0..3 {
+        assert_eq!(post_records(port, r), 200, "request {r} acknowledged");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // One bit flipped in the second frame's body.
+    let inbox = dir.path().join("state/inbox/edge/inbox-0");
+    let segment = std::fs::read_dir(&inbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "sgi"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let first_len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let second = 8 + 8 + first_len;
+    bytes[second + 8 + 40] ^= 0x04;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    // The restart refuses the inbox: the partition stops, /ready says why, the run fails, and
+    // not a byte of the segment is gone.
+    let mut child = Command::new(bin())
+        .args(["run", "--config", config.to_str().unwrap(), "--no-progress"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("/ready to answer", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", admin)).is_ok()
+    });
+    wait_for("/ready to say the inbox is corrupt", Duration::from_secs(30), || {
+        let (code, body) = get(admin, "/ready");
+        code == 503 && body.contains("fails its CRC")
+    });
+    assert!(
+        !stop(&mut child).success(),
+        "a run with a corrupt inbox does not report success"
+    );
+    assert_eq!(std::fs::read(&segment).unwrap(), bytes, "nothing was cut");
+
+    let check = Command::new(bin())
+        .args(["inbox", "check"])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    assert!(report.contains(&format!("CORRUPT at byte {second}")), "{report}");
+    let salvage = Command::new(bin())
+        .args(["inbox", "salvage", "--apply"])
+        .arg(&segment)
+        .output()
+        .unwrap();
+    assert!(salvage.status.success(), "{}", String::from_utf8_lossy(&salvage.stderr));
+
+    // Salvaged: the two good requests land in the ETL zone, the damaged one's bytes in the
+    // quarantine, and the run drains cleanly.
+    let mut child = start_receiver(&config, port);
+    wait_for("the inbox to be read", Duration::from_secs(30), || {
+        get(admin, "/ready").0 == 200
+    });
+    assert!(stop(&mut child).success());
+    let lake = dir.path().join("lake");
+    assert_eq!(support::etl_rows(&lake), 200);
+    let quarantined = support::quarantine_lines(&lake);
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0]["rule"], "framing");
+    assert!(quarantined[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("failed its CRC and was salvaged"));
+}

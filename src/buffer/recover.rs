@@ -1,9 +1,13 @@
 //! Recovery of spill files left by a run that died: before any source starts.
 //!
 //! Owns: the start-up pass over `buffer.spill_dir`. For every spill file (every core's
-//! directory, any run): check the header, walk the frames, and stop at the first one that fails
-//! its length, checksum or archive check — a torn tail from a crash mid-write — keeping every
-//! whole record before it. A whole record whose position is below its partition's checkpoint
+//! directory, any run): check the header, walk the frames, and tell a torn file from a corrupt
+//! one. **Torn**: the file is shorter than its header's `used` says (a crash mid-write: the
+//! segment was never counted as spilled), or its records end in zeros past the written end;
+//! every whole record before the tear is kept. **Corrupt**: a file written whole whose frame
+//! fails its length, checksum or archive check, or whose records end in non-zero bytes. Its
+//! records may have been counted as durable, so recovery stops the start with the file and
+//! frame named, and leaves the file in place (the operator moves it aside to start without it). A whole record whose position is below its partition's checkpoint
 //! was counted as durable because it was in this file (the segment released its batch holds
 //! when it was spilled), so it is written to the lake now; a record at or past the checkpoint
 //! is dropped from the file, because the source replays it. Then the file is deleted.
@@ -118,24 +122,36 @@ pub fn recover(
         };
         // Frames are read in place from a 16-aligned copy (rkyv's checked access needs it).
         let end = (head_len + header.used as usize).min(bytes.len());
+        // Written whole: a failed check past here is corruption, not a tear.
+        let whole = bytes.len() >= head_len + header.used as usize;
         let mut region = super::ring::Buf::zeroed((end - head_len).next_multiple_of(16));
         region[..end - head_len].copy_from_slice(&bytes[head_len..end]);
         let region = &region[..end - head_len];
+        let corrupt = |why: String| {
+            format!(
+                "{name}: corrupt: {why}, in a spill file written whole, so its records may have been \
+                 counted as durable. It is left in place; move it out of buffer.spill_dir to start \
+                 without it (its records below their checkpoint are then missing from the lake)"
+            )
+        };
+        let mut torn = |why: String| done.torn.push(format!("{name}: {why}; the rest of the file was cut"));
 
         // (table, hour, source name) → rows to flush.
         let mut groups: BTreeMap<(u16, i64, String), Group> = BTreeMap::new();
         let mut at = 0;
         loop {
-            match frame_at(region, at) {
-                Ok(None) => break,
-                Ok(Some((range, next))) => {
-                    let row = match access_checked(&region[range.clone()], at) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            done.torn.push(format!("{name}: {e}; the rest of the file was cut"));
-                            break;
-                        }
-                    };
+            let frame = frame_at(region, at).and_then(|f| match f {
+                Some((range, next)) => access_checked(&region[range.clone()], at).map(|row| Some((range, next, row))),
+                None => Ok(None),
+            });
+            match frame {
+                Ok(None) => {
+                    if !region[at.min(region.len())..].iter().all(|&b| b == 0) {
+                        return Err(corrupt(format!("the records end at byte {at} with data after them")));
+                    }
+                    break;
+                }
+                Ok(Some((range, next, row))) => {
                     let h = row.head();
                     let (source, partition) = header.slots.get(h.slot as usize).ok_or_else(|| {
                         format!("{name}: frame at {at} names slot {} of {}", h.slot, header.slots.len())
@@ -156,8 +172,9 @@ pub fn recover(
                     }
                     at = next;
                 }
+                Err(e) if whole => return Err(corrupt(e.to_string())),
                 Err(e) => {
-                    done.torn.push(format!("{name}: {e}; the rest of the file was cut"));
+                    torn(e.to_string());
                     break;
                 }
             }

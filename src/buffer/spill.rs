@@ -30,7 +30,9 @@
 //! (`runtime::outbox`), exactly their bytes and zero padding to 4096. They are *not* durable, on
 //! purpose: a parked file's batches are still held, so no checkpoint has passed its records and
 //! a run that dies replays them; the next start deletes what is left (see [`SpillDir::new`]).
-//! So they are neither fsynced nor recovered.
+//! So they are neither fsynced nor recovered. The CRC32C of each parked file's bytes stays in
+//! memory and is checked when it is read back: a disk that changed it stops the run (its
+//! records are still held, so the next start replays them) rather than sending a changed file.
 //!
 //! Bounds: at most `buffer.spill_bytes_max` bytes of spill and parked files together per core.
 
@@ -127,6 +129,8 @@ pub struct SpillDir {
     reads: Cell<u64>,
     /// Id of the next parked file.
     next_park: Cell<u64>,
+    /// CRC32C of each parked file's bytes, by id.
+    parked_crcs: RefCell<HashMap<u64, u32>>,
 }
 
 impl SpillDir {
@@ -149,6 +153,7 @@ impl SpillDir {
             writes: Cell::new(0),
             reads: Cell::new(0),
             next_park: Cell::new(0),
+            parked_crcs: RefCell::new(HashMap::new()),
         })
     }
 
@@ -250,6 +255,7 @@ impl SpillDir {
         .await?;
         file.close().await.map_err(gerr)?;
         self.bytes.set(self.bytes.get() + total as u64);
+        self.parked_crcs.borrow_mut().insert(id, crc32c::crc32c(bytes));
         Ok(id)
     }
 
@@ -268,6 +274,13 @@ impl SpillDir {
             )));
         }
         let bytes = rr[..len].to_vec();
+        let want = self.parked_crcs.borrow_mut().remove(&id);
+        if want != Some(crc32c::crc32c(&bytes)) {
+            return Err(io::Error::other(format!(
+                "{}: the parked file's bytes fail their CRC32C (the disk changed them); it is left on disk",
+                path.display()
+            )));
+        }
         glommio::io::remove(&path).await.map_err(gerr)?;
         self.bytes.set(self.bytes.get() - total as u64);
         Ok(bytes)
@@ -378,6 +391,20 @@ mod tests {
             assert_eq!(std::fs::read_dir(&parked).unwrap().count(), 2);
             assert_eq!(spill.unpark(id, a.len()).await.unwrap(), a);
             assert_eq!(spill.bytes(), ALIGN as u64);
+            // A byte the disk changed is caught on the way back, and the file stays.
+            let c = spill.park(b"checked").await.unwrap();
+            let path = std::fs::read_dir(&parked)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.to_string_lossy().ends_with(&format!("{c:016x}.part")))
+                .unwrap();
+            let mut on_disk = std::fs::read(&path).unwrap();
+            on_disk[2] ^= 1;
+            std::fs::write(&path, &on_disk).unwrap();
+            let e = spill.unpark(c, 7).await.unwrap_err();
+            assert!(e.to_string().contains("fail their CRC32C"), "{e}");
+            assert!(path.exists());
+            std::fs::remove_file(&path).unwrap();
             assert_eq!(
                 std::fs::read_dir(&parked).unwrap().count(),
                 1,

@@ -354,7 +354,7 @@ fn spill_file(h: &Harness, seg: u64) -> Vec<u8> {
 }
 
 #[test]
-fn recovery_flushes_whole_records_below_the_checkpoint_once_and_cuts_a_torn_tail() {
+fn recovery_flushes_whole_records_below_the_checkpoint_once_cuts_a_torn_tail_and_refuses_corruption() {
     use crate::buffer::recover::recover;
     use crate::buffer::row::{access_checked, frame_at};
     use crate::store::{CheckpointStore, LocalCheckpoints, LocalDirStore, ObjectStore};
@@ -419,7 +419,8 @@ fn recovery_flushes_whole_records_below_the_checkpoint_once_and_cuts_a_torn_tail
         }
         head_len + at + 40
     };
-    torn[cut] ^= 0xff;
+    let mut corrupt = torn.clone();
+    torn.truncate(cut); // a crash mid-write: shorter than its header says
     std::fs::create_dir_all(spill.join("core-1")).unwrap();
     std::fs::write(spill.join("core-1/b-0000000000000001.sgsp"), &torn).unwrap();
 
@@ -430,11 +431,21 @@ fn recovery_flushes_whole_records_below_the_checkpoint_once_and_cuts_a_torn_tail
     assert_eq!(r.records_flushed, below + below_torn);
     assert_eq!(r.records_replayed, (rows.len() as u64 - below) + (30 - below_torn));
     assert_eq!(r.torn.len(), 1, "{:?}", r.torn);
-    assert!(r.torn[0].contains("checksum"), "{}", r.torn[0]);
+    assert!(r.torn[0].contains("runs past the end"), "{}", r.torn[0]);
     assert!(
         crate::buffer::recover::spill_files(&spill).is_empty(),
         "recovered files are deleted"
     );
+    // A file written whole with a byte the disk changed is corruption: the start stops,
+    // naming it, and the file stays.
+    corrupt[cut] ^= 0xff;
+    std::fs::create_dir_all(spill.join("core-2")).unwrap();
+    let bad = spill.join("core-2/c-0000000000000002.sgsp");
+    std::fs::write(&bad, &corrupt).unwrap();
+    let e = recover(&spill, &h.pipe.plan, &lake, Some(&cps), &Delivered::default()).unwrap_err();
+    assert!(e.contains("c-0000000000000002.sgsp: corrupt: frame at byte"), "{e}");
+    assert!(bad.exists(), "a corrupt file is never deleted");
+    std::fs::remove_file(&bad).unwrap();
 
     let count_rows = || -> u64 {
         lake.list("etl/")

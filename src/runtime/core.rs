@@ -84,6 +84,9 @@ pub(super) struct Ctx {
     pub(super) pipe: Rc<RefCell<Pipeline>>,
     outbox: Rc<RefCell<Outbox>>,
     errors: Rc<RefCell<Vec<String>>>,
+    /// Partitions that cannot take input now (slot → why), published with `errors` as the
+    /// core's problems whenever either changes.
+    unable: Rc<RefCell<std::collections::BTreeMap<usize, String>>>,
     fatal: Rc<Cell<bool>>,
     /// This core's spill directory (none: over budget, buffers are sealed early instead).
     spill: Option<Rc<SpillDir>>,
@@ -95,6 +98,7 @@ impl Ctx {
     pub(super) fn fail(&self, message: String, fatal: bool) {
         tracing::error!(core = self.pipe.borrow().core, error = %message, "core failed");
         self.errors.borrow_mut().push(message);
+        self.publish_problems();
         if fatal {
             self.fatal.set(true);
             self.shared.stop.store(true, Ordering::Relaxed);
@@ -380,6 +384,37 @@ impl Ctx {
         }
     }
 
+    /// Note whether the partition in `slot` can take input (`why` when not); publishes the
+    /// core's problems when that changed.
+    fn note_unable(&self, slot: usize, why: Option<String>) {
+        let changed = {
+            let mut unable = self.unable.borrow_mut();
+            match why {
+                None => unable.remove(&slot).is_some(),
+                Some(w) if unable.get(&slot) == Some(&w) => false,
+                Some(w) => {
+                    tracing::warn!(core = self.pipe.borrow().core, problem = %w, "a partition cannot take input");
+                    unable.insert(slot, w);
+                    true
+                }
+            }
+        };
+        if changed {
+            self.publish_problems();
+        }
+    }
+
+    fn publish_problems(&self) {
+        let problems = self
+            .errors
+            .borrow()
+            .iter()
+            .chain(self.unable.borrow().values())
+            .cloned()
+            .collect();
+        self.shared.progress[self.pipe.borrow().core].set_problems(problems);
+    }
+
     fn publish(&self) {
         let pipe = self.pipe.borrow();
         self.shared.progress[pipe.core].publish(&pipe.counters);
@@ -435,6 +470,10 @@ async fn partition_task(
         ctx.admit(&mut out, &sealed).await;
         let t0 = shared.clock.monotonic_ns();
         let fetched = reader.fetch(&mut batch, batch_records, &*shared.clock);
+        let unable = reader.unable();
+        if unable.is_some() || ctx.unable.borrow().contains_key(&slot) {
+            ctx.note_unable(slot, unable);
+        }
         {
             let mut pipe = ctx.pipe.borrow_mut();
             let stats = reader.take_stats();
@@ -529,6 +568,7 @@ pub async fn run(
         pipe: Rc::new(RefCell::new(pipe)),
         outbox: Rc::new(RefCell::new(Outbox::new(core, plan.outbox, jobs, replies))),
         errors: Rc::new(RefCell::new(Vec::new())),
+        unable: Rc::new(RefCell::new(std::collections::BTreeMap::new())),
         fatal: Rc::new(Cell::new(false)),
         spill,
         wake: Rc::new(wake_tx),

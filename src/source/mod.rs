@@ -150,6 +150,12 @@ pub trait PartitionReader {
     fn lag_ms(&self) -> Option<u64> {
         None
     }
+    /// Why the partition cannot take new input now, if it cannot (an HTTP inbox whose disk
+    /// is full): the core reports it as a problem, and `/ready` is false until it clears.
+    /// Called after every fetch: must not allocate when all is well.
+    fn unable(&self) -> Option<String> {
+        None
+    }
     /// What happened at the source's edge since the last call of this method.
     fn take_stats(&mut self) -> ReaderStats {
         ReaderStats::default()

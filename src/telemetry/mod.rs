@@ -202,6 +202,9 @@ pub struct Progress {
     pub records_quarantined: AtomicU64,
     pub records_dropped: AtomicU64,
     snapshot: std::sync::Mutex<Snapshot>,
+    /// Why the core cannot do all of its work now (a partition stopped by an error, an inbox
+    /// that cannot be written): `/ready` is false while any core has one.
+    problems: std::sync::Mutex<Vec<String>>,
 }
 
 /// A core's counters and histograms as of its last tick.
@@ -217,6 +220,15 @@ impl Progress {
         self.records_etl.store(c.records_etl, Ordering::Relaxed);
         self.records_quarantined.store(c.records_quarantined, Ordering::Relaxed);
         self.records_dropped.store(c.records_dropped, Ordering::Relaxed);
+    }
+
+    /// Replace the core's list of problems (the core calls it when the list changes).
+    pub fn set_problems(&self, problems: Vec<String>) {
+        *self.problems.lock().unwrap_or_else(|e| e.into_inner()) = problems;
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Copy the core's counters and histograms for readers on other threads.

@@ -19,21 +19,36 @@
 //! `fdatasync`, and every request whose frame that covered is answered; whatever arrived
 //! meanwhile goes in the next commit. One fsync in flight per core, no timer to tune.
 //!
-//! Recovery (at open): the last segment is scanned and a torn tail (a frame cut or failing its
-//! CRC: never acknowledged, since it was never fsynced) is cut off. Segments whose every record
-//! is checkpointed are deleted, at open and as checkpoints advance. Earlier segments are only
-//! read back, and a frame failing its CRC there is reported, never skipped.
+//! Recovery (at open): the last segment is scanned ([`scan`]) and a **torn tail** — what a
+//! crash mid-commit leaves past the last fsync, never acknowledged — is cut off: an incomplete
+//! last frame (its header or body runs past the end of the file), or zeros past the written
+//! end (a zero length word followed by nothing but zeros: no frame is ever empty, since a
+//! request holds at least one record). Anything else that fails is **corruption** of data that
+//! may have been acknowledged — a whole frame failing its CRC, an empty frame followed by
+//! data — and is never cut: opening the inbox fails with the segment, byte and reason, so the
+//! partition stops loudly (log, `source_errors`, `/ready` false, non-zero exit) and nothing is
+//! deleted. Earlier segments are scanned as they are read, with the same verdict.
+//!
+//! Salvage (`sluicegate inbox salvage`, on the operator's say): the offsets of corrupt frames
+//! are written to a side file `<segment>.salvage` (one decimal file offset per line, fsynced);
+//! the segment is not changed. Recovery and the reader then pass over a listed frame whose
+//! length still fits the file, and the reader hands its body, cut into records of at most
+//! [`RECORD_BYTES_MAX`] bytes, to the pipeline already rejected (`fetch/framing`, "inbox frame
+//! … failed its CRC"): the bytes land in the quarantine, and every frame after it flows on. A
+//! corrupt frame whose length runs past the file ends the segment there (the bytes after it
+//! cannot be framed); salvage says so before it writes anything.
 //!
 //! Bounds: accepted bytes not yet read ≤ `inbox_bytes_max` (the receiver answers 429 past it);
 //! the pending buffer is part of that; one frame ≤ `body_bytes_max`.
 
 use super::body::{records, Refusal};
+use crate::extract::{Reject, Rule, Stage, RECORD_BYTES_MAX};
 use crate::source::{Fetch, FetchBatch, SourceError};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::{BufferedFile, Directory, OpenOptions};
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -41,7 +56,18 @@ use std::time::Duration;
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"SGINBOX1";
 pub const FRAME_HEADER_BYTES: u64 = 8;
+/// No frame is longer than the largest `body_bytes_max` the configuration allows: a longer
+/// length word is corruption, not a frame cut short.
+pub const FRAME_BYTES_CEILING: u64 = 256 << 20;
 const SEGMENT_SUFFIX: &str = ".sgi";
+/// After a write fails (a full disk), the inbox refuses requests (503) and probes the disk
+/// after this long, doubling up to [`WRITE_RETRY_MAX`], until a probe finds room again.
+pub const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two probes: a freed disk is in use again within 5 s.
+pub const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Room a probe must find on the disk (allocated and given back) before requests are taken
+/// again: one request body of the default `body_bytes_max`.
+pub const WRITE_PROBE_BYTES: u64 = 8 << 20;
 /// How long the reader waits before looking again when everything durable has been read.
 pub const READ_IDLE_POLL: Duration = Duration::from_millis(2);
 
@@ -76,7 +102,8 @@ struct State {
     file: Option<Rc<BufferedFile>>,
     /// Where the reader is: `end - read` is the inbox's unread bytes.
     read: u64,
-    /// A write or fsync failed: nothing more is accepted (what was acknowledged is still read).
+    /// A write or fsync failed and no probe has found room since: requests are refused (what
+    /// was acknowledged is still read).
     failed: Option<String>,
 }
 
@@ -104,7 +131,7 @@ impl Inbox {
         }
         segments.sort_unstable();
         let end = match segments.last() {
-            Some(&base) => recover_tail(&segment_path(dir, base), base)?,
+            Some(&base) => recover_tail(&segment_path(dir, base), base, checkpoint)?,
             None => {
                 let base = checkpoint;
                 create_segment(dir, base).map_err(|e| err("cannot create a segment", e))?;
@@ -232,13 +259,16 @@ impl Inbox {
                     done.into_iter().map(|(_, tx)| (tx, Ok(()))).collect()
                 }
                 Err(e) => {
-                    // What was acknowledged stays readable; nothing more is accepted, and
-                    // every request still waiting is answered 503 (it may be sent again).
+                    // What was acknowledged stays readable. Every request still waiting is
+                    // answered 503 (it may be sent again), the frames after the durable end are
+                    // forgotten, and requests are refused until a probe finds room again.
                     let e = e.to_string();
-                    tracing::error!(inbox = %self.dir.display(), error = %e, "inbox write failed: refusing requests");
+                    tracing::error!(inbox = %self.dir.display(), error = %e, "inbox write failed: refusing requests until the disk has room");
                     st.failed = Some(e.clone());
                     st.pending.clear();
+                    st.end = st.durable;
                     st.committing = false;
+                    glommio::spawn_local(self.clone().retry_writes()).detach();
                     st.waiters.drain(..).map(|(_, tx)| (tx, Err(e.clone()))).collect()
                 }
             };
@@ -251,6 +281,59 @@ impl Inbox {
                 return;
             }
         }
+    }
+
+    /// Probe the disk with backoff until it has room again, then take requests again.
+    async fn retry_writes(self: Rc<Self>) {
+        let mut wait = WRITE_RETRY_FIRST;
+        loop {
+            glommio::timer::sleep(wait).await;
+            match self.probe() {
+                Ok(()) => {
+                    self.state.borrow_mut().failed = None;
+                    tracing::info!(inbox = %self.dir.display(), "inbox writable again: taking requests");
+                    return;
+                }
+                Err(e) => {
+                    self.state.borrow_mut().failed = Some(e.to_string());
+                    wait = (wait * 2).min(WRITE_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Undo what a failed write left (bytes past the durable end, a half-made next segment),
+    /// then check the disk has [`WRITE_PROBE_BYTES`] of room by allocating them and giving
+    /// them back. A few metadata calls, once per retry wait: blocking them on the core is
+    /// cheaper than a round trip through the ring.
+    fn probe(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (base, durable) = {
+            let st = self.state.borrow();
+            (*st.segments.last().expect("an inbox has a segment"), st.durable)
+        };
+        if durable > base {
+            match std::fs::remove_file(segment_path(&self.dir, durable)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let f = File::options().write(true).open(segment_path(&self.dir, base))?;
+        let end = 8 + durable - base;
+        f.set_len(end)?;
+        // SAFETY: fallocate(2) on a file descriptor this function owns, with a valid range.
+        let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, end as i64, WRITE_PROBE_BYTES as i64) };
+        let room = if r == 0 {
+            Ok(())
+        } else {
+            match std::io::Error::last_os_error() {
+                e if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()), // no fallocate: the next write tells
+                e => Err(e),
+            }
+        };
+        f.set_len(end)?;
+        room?;
+        f.sync_all()
     }
 
     /// Write `batch` at position `start` of the active segment (rolling to a new segment based
@@ -303,7 +386,12 @@ impl Inbox {
         let mut st = self.state.borrow_mut();
         while st.segments.len() > 1 && st.segments[1] <= position {
             let base = st.segments.remove(0);
-            std::fs::remove_file(segment_path(&self.dir, base))?;
+            let path = segment_path(&self.dir, base);
+            std::fs::remove_file(&path)?;
+            match std::fs::remove_file(salvage_path(&path)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -320,55 +408,301 @@ fn create_segment(dir: &Path, base: u64) -> std::io::Result<()> {
     sync_dir(dir)
 }
 
-/// Scan the last segment, cut any torn tail, and return the inbox's end position.
-fn recover_tail(path: &Path, base: u64) -> Result<u64, String> {
-    let err = |e: std::io::Error| format!("inbox segment {}: {e}", path.display());
-    let mut f = File::options().read(true).write(true).open(path).map_err(err)?;
-    let len = f.metadata().map_err(err)?.len();
-    let mut magic = [0u8; 8];
-    if len < 8 {
-        // Created, and cut before its magic was durable: it holds nothing.
-        f.set_len(0).map_err(err)?;
-        f.write_all_at(SEGMENT_MAGIC, 0).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        return Ok(base);
-    }
-    f.read_exact(&mut magic).map_err(err)?;
-    if &magic != SEGMENT_MAGIC {
-        return Err(format!(
-            "inbox segment {}: not an inbox segment (bad magic)",
-            path.display()
-        ));
-    }
-    let mut off = 8u64;
-    let mut body = Vec::new();
-    while let Some(next) = read_frame(&f, off, len, &mut body).map_err(err)? {
-        off = next;
-    }
-    if off < len {
-        tracing::warn!(inbox = %path.display(), bytes = len - off, "cut a torn tail (never acknowledged)");
-        f.set_len(off).map_err(err)?;
-        f.sync_all().map_err(err)?;
-    }
-    Ok(base + off - 8)
+/// What [`scan`] found past the last good frame of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tail {
+    /// The segment ends exactly after its last frame.
+    Clean,
+    /// A crash mid-commit: never acknowledged, cut at the next open.
+    Torn(String),
+    /// Data that may have been acknowledged fails its check: never cut.
+    Corrupt(String),
 }
 
-/// Read the frame at file offset `off` into `body` and return the offset after it, or `None`
-/// if no whole frame with a matching CRC is there (the end, or a torn tail).
-fn read_frame(f: &File, off: u64, len: u64, body: &mut Vec<u8>) -> std::io::Result<Option<u64>> {
-    if off + FRAME_HEADER_BYTES > len {
-        return Ok(None);
+/// A segment's bytes, checked frame by frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// File offset after the last good (or salvaged) frame.
+    pub end: u64,
+    /// Whole frames up to `end` (salvaged ones included).
+    pub frames: u64,
+    /// File offsets of the frames passed over because a salvage listed them.
+    pub salvaged: Vec<u64>,
+    pub tail: Tail,
+}
+
+/// Check a whole segment file's bytes (see the module comment for torn versus corrupt);
+/// `salvaged` are the file offsets of frames an operator's salvage listed, and a frame that ends
+/// at or before file offset `delivered` (the checkpoint) is delivered already: either is passed
+/// over when it fails its CRC. Errors only for a file that is not an inbox segment.
+pub fn scan(bytes: &[u8], salvaged: &[u64], delivered: u64) -> Result<Scan, String> {
+    if bytes.len() < SEGMENT_MAGIC.len() {
+        // Created, and cut before its magic was durable: it holds nothing.
+        return Ok(Scan {
+            end: 0,
+            frames: 0,
+            salvaged: Vec::new(),
+            tail: Tail::Torn(format!("{} bytes, no magic yet", bytes.len())),
+        });
     }
-    let mut h = [0u8; 8];
-    f.read_exact_at(&mut h, off)?;
-    let n = u32::from_le_bytes(h[..4].try_into().unwrap()) as u64;
-    let crc = u32::from_le_bytes(h[4..].try_into().unwrap());
-    if off + FRAME_HEADER_BYTES + n > len {
-        return Ok(None);
+    if &bytes[..8] != SEGMENT_MAGIC {
+        return Err("not an inbox segment (bad magic)".into());
     }
-    body.resize(n as usize, 0);
-    f.read_exact_at(body, off + FRAME_HEADER_BYTES)?;
-    Ok((crc32c::crc32c(body) == crc).then_some(off + FRAME_HEADER_BYTES + n))
+    let len = bytes.len() as u64;
+    let mut scan = Scan {
+        end: 8,
+        frames: 0,
+        salvaged: Vec::new(),
+        tail: Tail::Clean,
+    };
+    let zeros = |from: u64| bytes[from as usize..].iter().all(|&b| b == 0);
+    while scan.end < len {
+        let off = scan.end;
+        if off + FRAME_HEADER_BYTES > len {
+            scan.tail = Tail::Torn(format!("byte {off}: {} bytes of a frame header", len - off));
+            break;
+        }
+        let h = &bytes[off as usize..(off + FRAME_HEADER_BYTES) as usize];
+        let n = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as u64;
+        let crc = u32::from_le_bytes(h[4..].try_into().expect("4 bytes"));
+        let body_end = off + FRAME_HEADER_BYTES + n;
+        if n == 0 {
+            scan.tail = if zeros(off) {
+                Tail::Torn(format!("byte {off}: {} zero bytes past the written end", len - off))
+            } else {
+                Tail::Corrupt(format!(
+                    "byte {off}: a frame of length 0 (never written) followed by data"
+                ))
+            };
+            break;
+        }
+        if n > FRAME_BYTES_CEILING {
+            scan.tail = Tail::Corrupt(format!(
+                "byte {off}: a frame length of {n} bytes, more than any body can be ({FRAME_BYTES_CEILING})"
+            ));
+            break;
+        }
+        if body_end > len {
+            scan.tail = Tail::Torn(format!(
+                "byte {off}: the last frame announces {n} bytes, {} are there",
+                len - off - FRAME_HEADER_BYTES
+            ));
+            break;
+        }
+        if crc32c::crc32c(&bytes[(off + FRAME_HEADER_BYTES) as usize..body_end as usize]) != crc {
+            if salvaged.contains(&off) {
+                scan.salvaged.push(off);
+            } else if body_end <= delivered {
+                tracing::warn!(
+                    byte = off,
+                    "an inbox frame already delivered fails its CRC; passed over"
+                );
+            } else {
+                scan.tail = Tail::Corrupt(format!(
+                    "byte {off}: a whole frame of {n} bytes fails its CRC ({} more bytes follow it)",
+                    len - body_end
+                ));
+                break;
+            }
+        }
+        scan.end = body_end;
+        scan.frames += 1;
+    }
+    Ok(scan)
+}
+
+/// The salvage side file of a segment.
+pub fn salvage_path(segment: &Path) -> PathBuf {
+    let mut p = segment.as_os_str().to_owned();
+    p.push(".salvage");
+    PathBuf::from(p)
+}
+
+/// The frame offsets a salvage listed for `segment` (none without a side file).
+pub fn salvaged_offsets(segment: &Path) -> Result<Vec<u64>, String> {
+    let path = salvage_path(segment);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                l.trim()
+                    .parse()
+                    .map_err(|_| format!("{}: {l:?} is not a file offset", path.display()))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// What a salvage of one segment did (or, without `apply`, would do).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Salvaged {
+    /// File offsets of corrupt frames now listed in the side file (their bytes go to the
+    /// quarantine when read).
+    pub listed: Vec<u64>,
+    /// A corrupt frame whose length cannot be trusted: the segment ends there now, and the
+    /// bytes from it on were copied to this file first.
+    pub cut: Option<(u64, PathBuf)>,
+}
+
+/// Salvage `segment`: list every corrupt frame whose length fits the file in its side file;
+/// at a corrupt frame whose length does not, copy the rest of the file aside and end the
+/// segment there. With `apply` false, only say what it would do. Never deletes a byte.
+pub fn salvage(segment: &Path, apply: bool) -> Result<Salvaged, String> {
+    let err = |e: std::io::Error| format!("{}: {e}", segment.display());
+    let bytes = std::fs::read(segment).map_err(err)?;
+    let mut listed = salvaged_offsets(segment)?;
+    let mut done = Salvaged::default();
+    loop {
+        let s = scan(&bytes, &listed, 0).map_err(|e| format!("{}: {e}", segment.display()))?;
+        if !matches!(s.tail, Tail::Corrupt(_)) {
+            break;
+        }
+        let off = s.end;
+        let n = u32::from_le_bytes(bytes[off as usize..off as usize + 4].try_into().expect("4 bytes")) as u64;
+        if n > 0 && off + FRAME_HEADER_BYTES + n <= bytes.len() as u64 {
+            listed.push(off);
+            done.listed.push(off);
+            continue;
+        }
+        let mut aside = segment.as_os_str().to_owned();
+        aside.push(format!(".tail-{off}"));
+        done.cut = Some((off, PathBuf::from(aside)));
+        break;
+    }
+    if !apply {
+        return Ok(done);
+    }
+    if let Some((off, aside)) = &done.cut {
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(aside)
+            .map_err(|e| format!("{}: {e}", aside.display()))?;
+        f.write_all(&bytes[*off as usize..])
+            .and_then(|()| f.sync_all())
+            .map_err(|e| format!("{}: {e}", aside.display()))?;
+        let seg = File::options().write(true).open(segment).map_err(err)?;
+        seg.set_len(*off).and_then(|()| seg.sync_all()).map_err(err)?;
+    }
+    if !done.listed.is_empty() {
+        let text: String = listed.iter().map(|o| format!("{o}\n")).collect();
+        let path = salvage_path(segment);
+        let mut f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(dir) = segment.parent() {
+        sync_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    Ok(done)
+}
+
+/// Every inbox segment under `root` (an inbox, a source's inboxes, or a whole `state.dir`),
+/// sorted by path.
+pub fn segments_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == &SEGMENT_SUFFIX[1..]) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `sluicegate inbox check`: one line per segment under `root`, and whether any is corrupt.
+/// A segment that is not the last of its inbox must end exactly at a frame: a torn tail
+/// there is corruption too.
+pub fn check(root: &Path) -> Result<(String, bool), String> {
+    let segments = segments_under(root);
+    if segments.is_empty() {
+        return Err(format!(
+            "no inbox segments (*{SEGMENT_SUFFIX}) under {}",
+            root.display()
+        ));
+    }
+    let mut out = String::new();
+    let mut corrupt = false;
+    for (i, seg) in segments.iter().enumerate() {
+        let last = segments.get(i + 1).is_none_or(|next| next.parent() != seg.parent());
+        let bytes = std::fs::read(seg).map_err(|e| format!("{}: {e}", seg.display()))?;
+        let salvaged = salvaged_offsets(seg)?;
+        let verdict = match scan(&bytes, &salvaged, 0) {
+            Err(e) => {
+                corrupt = true;
+                format!("CORRUPT: {e}")
+            }
+            Ok(s) => {
+                let tail = match (&s.tail, last) {
+                    (Tail::Clean, _) => "clean".to_string(),
+                    (Tail::Torn(why), true) => {
+                        format!("torn tail at {why} (never acknowledged; cut at the next start)")
+                    }
+                    (Tail::Torn(why), false) | (Tail::Corrupt(why), _) => {
+                        corrupt = true;
+                        format!("CORRUPT at {why}")
+                    }
+                };
+                let salvaged = match s.salvaged.len() {
+                    0 => String::new(),
+                    n => format!(", {n} salvaged frame(s) quarantined when read"),
+                };
+                format!("{} frames in {} bytes{salvaged}: {tail}", s.frames, s.end)
+            }
+        };
+        out.push_str(&format!("{}: {verdict}\n", seg.display()));
+    }
+    if corrupt {
+        out.push_str(
+            "corrupt segments stop their partition; frames before the partition's checkpoint are \
+             delivered already. `sluicegate inbox salvage SEGMENT` says what it would do, and does \
+             it with --apply\n",
+        );
+    }
+    Ok((out, corrupt))
+}
+
+/// Scan the last segment, cut a torn tail, refuse corruption past the checkpoint; returns the
+/// inbox's end position.
+fn recover_tail(path: &Path, base: u64, checkpoint: u64) -> Result<u64, String> {
+    let err = |e: std::io::Error| format!("inbox segment {}: {e}", path.display());
+    let bytes = std::fs::read(path).map_err(err)?;
+    let salvaged = salvaged_offsets(path)?;
+    let delivered = (checkpoint + 8).saturating_sub(base);
+    let scan = scan(&bytes, &salvaged, delivered).map_err(|e| format!("inbox segment {}: {e}", path.display()))?;
+    match &scan.tail {
+        Tail::Clean => {}
+        Tail::Corrupt(why) => {
+            return Err(format!(
+                "inbox segment {}: corrupt at {why}; nothing was cut. Acknowledged records may be \
+                 in it: see `sluicegate inbox check` and `sluicegate inbox salvage`",
+                path.display()
+            ))
+        }
+        Tail::Torn(why) => {
+            tracing::warn!(inbox = %path.display(), tail = %why, "cut a torn tail (never acknowledged)");
+            let f = File::options().write(true).open(path).map_err(err)?;
+            if scan.end < 8 {
+                f.set_len(0).map_err(err)?;
+                f.write_all_at(SEGMENT_MAGIC, 0).map_err(err)?;
+            } else {
+                f.set_len(scan.end).map_err(err)?;
+            }
+            f.sync_all().map_err(err)?;
+        }
+    }
+    Ok(base + scan.end.max(8) - 8)
 }
 
 /// Reads the inbox's durable frames in order, as a partition reader does.
@@ -387,6 +721,8 @@ pub struct InboxReader {
     next_frame: u64,
     /// Records before this position were delivered already (the checkpoint).
     resume: u64,
+    /// The current frame was salvaged: why its records are rejected.
+    damaged: Option<String>,
 }
 
 impl InboxReader {
@@ -401,6 +737,7 @@ impl InboxReader {
             next: 0,
             next_frame: first,
             resume,
+            damaged: None,
         }
     }
 
@@ -422,7 +759,11 @@ impl InboxReader {
                 self.next += 1;
                 let pos = self.frame_pos + FRAME_HEADER_BYTES + off as u64;
                 if pos >= self.resume {
-                    batch.push(&self.body[start as usize..(start + len) as usize], pos, None);
+                    let damaged = self
+                        .damaged
+                        .as_ref()
+                        .map(|m| Reject::new(Stage::Fetch, Rule::Framing, m.clone()));
+                    batch.push(&self.body[start as usize..(start + len) as usize], pos, damaged);
                 }
             }
             if batch.records.len() >= max_records || batch.is_full() {
@@ -478,11 +819,26 @@ impl InboxReader {
         self.body.resize(n as usize, 0);
         f.read_exact_at(&mut self.body, off + FRAME_HEADER_BYTES)
             .map_err(|e| format!("inbox segment {} at byte {off}: {e}", path()))?;
+        self.damaged = None;
         if crc32c::crc32c(&self.body) != u32::from_le_bytes(h[4..].try_into().unwrap()) {
-            return Err(format!(
-                "inbox segment {} at byte {off}: the frame fails its CRC (the disk changed it)",
+            if !salvaged_offsets(&segment_path(&self.inbox.dir, base))?.contains(&off) {
+                return Err(format!(
+                    "inbox segment {} at byte {off}: a whole frame fails its CRC (the disk changed it); \
+                     nothing was skipped: see `sluicegate inbox check` and `sluicegate inbox salvage`",
+                    path()
+                ));
+            }
+            // Salvaged: the body goes to the quarantine as it is, in records of at most
+            // RECORD_BYTES_MAX bytes.
+            self.damaged = Some(format!(
+                "inbox frame at byte {off} of segment {} failed its CRC and was salvaged: its bytes are quarantined as they are",
                 path()
             ));
+            for start in (0..self.body.len()).step_by(RECORD_BYTES_MAX) {
+                let len = (self.body.len() - start).min(RECORD_BYTES_MAX);
+                self.spans.push((start as u32, start as u32, len as u32));
+            }
+            return Ok(());
         }
         let (spans, at) = (&mut self.spans, self.body.as_ptr() as usize);
         records(&self.body, usize::MAX, |o, r| {

@@ -27,7 +27,7 @@
 
 pub mod body;
 mod connections;
-mod inbox;
+pub mod inbox;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -223,16 +223,19 @@ impl PartitionReader for HttpReader {
         if !matches!(fetched, Fetch::Idle(_)) {
             return Ok(fetched);
         }
-        if let Some(e) = self.reader.inbox().failure() {
-            return Err(err(format!(
-                "the inbox stopped taking requests after a write failed: {e}"
-            )));
-        }
         // Without a listener (an old inbox, or after `finish`), done once all of it is read.
         if self.listening.is_none() && self.reader.inbox().settled() {
             return Ok(Fetch::End);
         }
         Ok(fetched)
+    }
+
+    fn unable(&self) -> Option<String> {
+        let e = self.reader.inbox().failure()?;
+        Some(format!(
+            "{} {}: the inbox cannot be written ({e}); requests are answered 503 until a probe finds room",
+            self.source, self.partition
+        ))
     }
 
     /// Stop listening; the requests already taken still commit, and are read to the end.

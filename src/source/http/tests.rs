@@ -36,6 +36,8 @@ struct Running {
     records: crossbeam_channel::Receiver<(u64, Vec<u8>)>,
     reading: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    /// What the reader said after its last fetch about taking input (`unable`).
+    unable: Arc<std::sync::Mutex<Option<String>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -47,7 +49,8 @@ impl Running {
         let (tx, records) = crossbeam_channel::unbounded();
         let reading = Arc::new(AtomicBool::new(true));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (reading.clone(), stop.clone());
+        let unable = Arc::new(std::sync::Mutex::new(None));
+        let (r, s, u) = (reading.clone(), stop.clone(), unable.clone());
         let thread = std::thread::spawn(move || {
             let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
                 .make()
@@ -59,6 +62,7 @@ impl Running {
                 while !s.load(Ordering::Relaxed) {
                     if r.load(Ordering::Relaxed) {
                         reader.fetch(&mut batch, 100, &SystemClock).unwrap();
+                        *u.lock().unwrap() = reader.unable();
                         for rec in &batch.records {
                             tx.send((rec.position, batch.payload(rec).to_vec())).unwrap();
                         }
@@ -78,6 +82,7 @@ impl Running {
             records,
             reading,
             stop,
+            unable,
             thread: Some(thread),
         }
     }
@@ -415,6 +420,141 @@ fn slow_clients_are_closed_by_their_deadlines_and_make_room_for_real_ones() {
     }
 }
 
+#[test]
+fn a_scan_tells_a_torn_tail_from_corruption() {
+    use super::inbox::{scan, Tail};
+    let frame = |body: &[u8]| {
+        let mut f = (body.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        f.extend_from_slice(body);
+        f
+    };
+    let good = [SEGMENT_MAGIC.as_slice(), &frame(b"{}\n"), &frame(b"{\"a\":1}\n")].concat();
+    let end = good.len() as u64;
+    let verdict = |bytes: &[u8]| {
+        let s = scan(bytes, &[], 0).unwrap();
+        (s.end, s.tail)
+    };
+    assert_eq!(verdict(&good), (end, Tail::Clean));
+    let torn = |t: Tail| matches!(t, Tail::Torn(_));
+    let corrupt = |t: Tail| matches!(t, Tail::Corrupt(_));
+    // Torn: part of a header, a body cut short, zeros past the end.
+    let (e, t) = verdict(&[good.as_slice(), &[5, 0, 0]].concat());
+    assert!(e == end && torn(t));
+    let (e, t) = verdict(&[good.as_slice(), &frame(b"{\"b\":2}\n")[..12]].concat());
+    assert!(e == end && torn(t));
+    let (e, t) = verdict(&[good.as_slice(), &[0u8; 100]].concat());
+    assert!(e == end && torn(t));
+    // Corrupt: a whole frame failing its CRC (first or last), an empty frame before data.
+    let mut flipped = good.clone();
+    flipped[8 + 8] ^= 1;
+    let (e, t) = verdict(&flipped);
+    assert!(e == 8 && corrupt(t.clone()), "{t:?}");
+    let mut last = good.clone();
+    let n = last.len();
+    last[n - 2] ^= 0x40;
+    let (e, t) = verdict(&last);
+    assert!(e == 8 + 11 && corrupt(t.clone()), "{t:?}");
+    let (e, t) = verdict(&[good.as_slice(), &[0u8; 8], b"{}"].concat());
+    assert!(e == end && corrupt(t));
+    // A salvaged frame is passed over; the scan goes on after it.
+    let s = scan(&flipped, &[8], 0).unwrap();
+    assert_eq!((s.end, s.frames, s.salvaged, s.tail), (end, 2, vec![8], Tail::Clean));
+    // A frame wholly before the checkpoint is delivered: its corruption stops nothing.
+    assert_eq!(scan(&flipped, &[], 8 + 11).unwrap().tail, Tail::Clean);
+    assert!(corrupt(scan(&flipped, &[], 8 + 10).unwrap().tail));
+    assert!(scan(b"NOTINBOX", &[], 0).is_err());
+}
+
+/// A tmpfs of `bytes` mounted on `dir` until dropped; `None` where this process may not mount
+/// (the suite runs as root: CI does).
+struct Tmpfs(std::ffi::CString);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, bytes: u64) -> Option<Tmpfs> {
+        use std::os::unix::ffi::OsStrExt;
+        let target = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        let data = std::ffi::CString::new(format!("size={bytes}")).unwrap();
+        // SAFETY: mount(2) with valid NUL-terminated strings.
+        let r = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        if r != 0 {
+            eprintln!("cannot mount a tmpfs ({}): not root?", std::io::Error::last_os_error());
+            return None;
+        }
+        Some(Tmpfs(target))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // SAFETY: umount2(2) of the mount this value made.
+        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_requests_until_it_has_room_again_without_a_restart() {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let Some(_mounted) = Tmpfs::mount(dir.path(), 24 << 20) else {
+        assert_ne!(unsafe { libc::geteuid() }, 0, "root can mount a tmpfs");
+        return;
+    };
+    // A filler leaves about 1 MiB: two bodies fit, the third finds the disk full.
+    let filler = dir.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 23 << 20]).unwrap();
+    let run = Running::start(dir.path(), config(free_port()), None);
+    let http = Http::new();
+    let body = ndjson(0, 40_000); // ~450 KiB
+    assert_eq!(http.post(&run.url, body.clone(), &[]).status, 200);
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(http.post(&run.url, body.clone(), &[]));
+    }
+    let refused = answers
+        .iter()
+        .find(|a| a.status == 503)
+        .expect("a full disk answers 503");
+    assert_eq!(refused.retry_after.as_deref(), Some("1"));
+    assert!(
+        refused.body.contains("No space left on device") || refused.body.contains("short write"),
+        "{}",
+        refused.body
+    );
+    // Still full: still refused (and quickly, without touching the disk).
+    let a = http.post(&run.url, ndjson(0, 1), &[]);
+    assert_eq!(a.status, 503, "{}", a.body);
+    std::thread::sleep(Duration::from_millis(50));
+    let why = run
+        .unable
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the partition says it cannot take input");
+    assert!(why.contains("edge inbox-0: the inbox cannot be written"), "{why}");
+    // Room again: taken again within the longest probe wait, by the same process.
+    std::fs::remove_file(&filler).unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let a = http.post(&run.url, ndjson(0, 1), &[]);
+        if a.status == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still refused: {}", a.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(*run.unable.lock().unwrap(), None, "ready again");
+    drop(run);
+}
+
 fn limits() -> InboxLimits {
     InboxLimits {
         segment_bytes: 4096,
@@ -452,7 +592,14 @@ fn read_all(dir: &std::path::Path, resume: u64) -> Vec<(u64, String)> {
     };
     while reader.fetch(&mut batch, 7, &err).unwrap() == Fetch::Records {
         for r in &batch.records {
-            out.push((r.position, String::from_utf8(batch.payload(r).to_vec()).unwrap()));
+            let text = String::from_utf8_lossy(batch.payload(r)).into_owned();
+            out.push((
+                r.position,
+                match &r.reject {
+                    Some(why) => format!("REJECTED {}: {text}", why.message),
+                    None => text,
+                },
+            ));
         }
         // next_position is where a restart resumes: the next record read, or the end.
         let next = batch.next_position;
@@ -462,7 +609,7 @@ fn read_all(dir: &std::path::Path, resume: u64) -> Vec<(u64, String)> {
 }
 
 #[test]
-fn the_inbox_rolls_segments_cuts_a_torn_tail_resumes_mid_body_and_releases_checkpointed_segments() {
+fn the_inbox_rolls_segments_cuts_a_torn_tail_refuses_corruption_resumes_mid_body_and_releases_checkpointed_segments() {
     let tmp = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
     let dir = tmp.path().join("inbox-0");
     // 30 bodies of 100 records (~1.1 KiB each): several 4 KiB segments.
@@ -471,6 +618,7 @@ fn the_inbox_rolls_segments_cuts_a_torn_tail_resumes_mid_body_and_releases_check
         let mut v: Vec<String> = std::fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sgi"))
             .collect();
         v.sort();
         v
@@ -489,22 +637,47 @@ fn the_inbox_rolls_segments_cuts_a_torn_tail_resumes_mid_body_and_releases_check
     drop(f);
     assert_eq!(read_all(&dir, 0).len(), 3000);
     assert_eq!(std::fs::metadata(&last).unwrap().len(), len, "the torn tail was cut");
-    // A flipped byte in the last frame fails its CRC: that frame is a torn tail too.
+    // Zeros past the written end (a crash after the file grew, before its data was written)
+    // are a torn tail too.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&last).unwrap();
+    f.write_all(&[0u8; 4096]).unwrap();
+    drop(f);
+    assert_eq!(read_all(&dir, 0).len(), 3000);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), len, "the zeros were cut");
+
+    // A flipped byte inside a whole frame is corruption of what may have been acknowledged:
+    // opening fails, naming the segment and byte, and nothing is cut.
     let mut bytes = std::fs::read(&last).unwrap();
     let n = bytes.len();
-    bytes[n - 3] ^= 0xff;
+    bytes[n - 3] ^= 0x01;
     std::fs::write(&last, &bytes).unwrap();
-    assert_eq!(read_all(&dir, 0).len(), 2900);
+    let e = Inbox::open(&dir, limits(), 0)
+        .err()
+        .expect("corruption refuses to open");
+    assert!(e.contains("fails its CRC") && e.contains("nothing was cut"), "{e}");
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), len, "nothing was cut");
+    // The operator salvages it: the frame's bytes go to the quarantine, rejected, and the
+    // reading goes on.
+    let at = super::inbox::scan(&bytes, &[], 0).unwrap().end;
+    std::fs::write(super::inbox::salvage_path(&last), format!("{at}\n")).unwrap();
+    let salvaged = read_all(&dir, 0);
+    assert_eq!(salvaged.len(), 2901);
+    let damaged = &salvaged.last().unwrap().1;
+    assert!(damaged.starts_with("REJECTED inbox frame at byte"), "{damaged}");
+    assert!(
+        damaged.contains("{\"i\":2999}") || damaged.contains("\"i\":29"),
+        "its bytes as they are"
+    );
+    assert!(salvaged[..2900].iter().all(|(_, p)| !p.starts_with("REJECTED")));
 
     // Resume from a record in the middle of a body: that record first, nothing before it.
     let (pos, first) = all[1234].clone();
     let resumed = read_all(&dir, pos);
     assert_eq!(resumed.first().map(|r| &r.1), Some(&first));
-    assert_eq!(resumed.len(), 2900 - 1234);
+    assert_eq!(resumed.len(), 2901 - 1234);
     // Opening at a checkpoint deletes the segments wholly before it, never the active one.
     let kept = segments(&dir);
     assert!(kept.len() < before.len(), "{kept:?} vs {before:?}");
-    assert!(kept.iter().all(|s| s.ends_with(".sgi")));
     let end = read_all(&dir, 0).last().unwrap().0 + 1;
     let _ = Inbox::open(&dir, limits(), end).unwrap();
     assert_eq!(segments(&dir).len(), 1, "only the active segment stays");
