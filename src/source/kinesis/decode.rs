@@ -184,12 +184,14 @@ impl<'de> Visitor<'de> for BodySeed {
             child_shards: None,
         };
         while let Some(key) = map.next_key::<Bytes>()? {
+            // A repeated member (never sent) keeps its last value, and a `null` leaves an
+            // earlier value alone, as the SDK's deserializer does (found by fuzzing against it).
             match key.0.as_ref() {
-                // A repeated member (never sent) starts over in a fresh buffer.
-                b"Records" => body.records = map.next_value_seed(RecordsSeed(std::mem::take(&mut spare)))?,
-                b"NextShardIterator" => body.next_shard_iterator = map.next_value()?,
-                b"MillisBehindLatest" => body.millis_behind_latest = map.next_value()?,
-                b"ChildShards" => body.child_shards = map.next_value()?,
+                // A repeated member starts over in a fresh buffer.
+                b"Records" => keep(&mut body.records, map.next_value_seed(RecordsSeed(std::mem::take(&mut spare)))?),
+                b"NextShardIterator" => keep(&mut body.next_shard_iterator, map.next_value()?),
+                b"MillisBehindLatest" => keep(&mut body.millis_behind_latest, map.next_value()?),
+                b"ChildShards" => keep(&mut body.child_shards, map.next_value()?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -253,8 +255,18 @@ impl<'de: 'a, 'a> Deserialize<'de> for RecordJson<'a> {
                 };
                 while let Some(key) = map.next_key::<Bytes>()? {
                     match key.0.as_ref() {
-                        b"SequenceNumber" => record.sequence_number = map.next_value()?,
-                        b"Data" => record.data = map.next_value()?,
+                        b"SequenceNumber" => keep(&mut record.sequence_number, map.next_value()?),
+                        b"Data" => {
+                            // A repeated `Data` keeps its last value, but the SDK decodes every
+                            // one and fails on any bad one: so does this (found by fuzzing).
+                            let next = map.next_value()?;
+                            if let (Some(earlier), Some(_)) = (&record.data, &next) {
+                                base64_simd::STANDARD
+                                    .check(&earlier.0)
+                                    .map_err(|e| A::Error::custom(format!("Data: not base64 ({e})")))?;
+                            }
+                            keep(&mut record.data, next)
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -264,6 +276,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for RecordJson<'a> {
             }
         }
         d.deserialize_map(RecordVisitor)
+    }
+}
+
+/// A member's value: a later one replaces it, a `null` (`None`) does not.
+fn keep<T>(slot: &mut Option<T>, value: Option<T>) {
+    if value.is_some() {
+        *slot = value;
     }
 }
 
@@ -443,6 +462,17 @@ mod tests {
         ))
         .unwrap();
         KinesisSource::try_new("t", &cfg, None, Some(("a", "b"))).unwrap()
+    }
+
+    #[test]
+    fn repeated_members_and_nulls_are_read_as_the_sdk_reads_them() {
+        let body = |first: &str| format!(r#"{{"Records":[{{"SequenceNumber":"1","Data":"{first}","Data":"YQ=="}}]}}"#);
+        assert!(decode(body("a").as_bytes(), Records::default()).is_err());
+        let (_, records) = decode(body("Yg==").as_bytes(), Records::default()).unwrap();
+        assert_eq!(records.get(0), (b"a".as_slice(), "1"));
+        // A null leaves an earlier value alone (the SDK's reading).
+        let (out, _) = decode(br#"{"NextShardIterator":"x","NextShardIterator":null}"#, Records::default()).unwrap();
+        assert_eq!(out.next_shard_iterator(), Some("x"));
     }
 
     #[test]
