@@ -74,8 +74,22 @@ impl Drop for Admin {
 pub fn start(cfg: &AdminConfig, mut view: AdminView) -> Result<Admin, String> {
     if let Some(var) = &cfg.token_env {
         let t = std::env::var(var).map_err(|_| format!("admin.token_env: ${var} is not set"))?;
+        if t.len() < crate::source::http::TOKEN_CHARS_MIN {
+            return Err(format!(
+                "admin.token_env: the token in ${var} must be at least {} characters",
+                crate::source::http::TOKEN_CHARS_MIN
+            ));
+        }
         view.token_digest = Some(crate::source::http::token_digest(&t));
     }
+    let tls = match &cfg.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::Certificate::load(t)
+                .map_err(|e| format!("admin.{e}"))?
+                .server_config(),
+        )),
+        None => None,
+    };
     let listener = std::net::TcpListener::bind(&cfg.listen)
         .map_err(|e| format!("admin endpoint: cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -112,18 +126,18 @@ pub fn start(cfg: &AdminConfig, mut view: AdminView) -> Result<Admin, String> {
                             oldest.abort();
                         }
                     }
-                    let view = view.clone();
+                    let (view, tls) = (view.clone(), tls.clone());
                     let task = tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let view = view.clone();
-                            async move { Ok::<_, std::convert::Infallible>(answer(&view, &req)) }
-                        });
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .timer(hyper_util::rt::TokioTimer::new())
-                            .header_read_timeout(ADMIN_HEADER_TIMEOUT)
-                            .serve_connection(io, service)
-                            .await;
+                        match tls {
+                            None => serve(stream, view).await,
+                            Some(acceptor) => {
+                                // The handshake, like the headers, must arrive in time.
+                                let shaken = tokio::time::timeout(ADMIN_HEADER_TIMEOUT, acceptor.accept(stream)).await;
+                                if let Ok(Ok(stream)) = shaken {
+                                    serve(stream, view).await;
+                                }
+                            }
+                        }
                     });
                     open.push_back(task.abort_handle());
                 }
@@ -135,6 +149,23 @@ pub fn start(cfg: &AdminConfig, mut view: AdminView) -> Result<Admin, String> {
         shutdown: Some(tx),
         thread: Some(thread),
     })
+}
+
+/// Serve one connection (plain or TLS) until it closes or its headers come too late.
+async fn serve<S>(stream: S, view: Arc<AdminView>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let view = view.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(&view, &req)) }
+    });
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(ADMIN_HEADER_TIMEOUT)
+        .serve_connection(io, service)
+        .await;
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
@@ -484,6 +515,49 @@ pub fn histogram_log(snapshots: &[Snapshot], started_at: SystemTime, elapsed: st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_admin_token_is_refused_at_the_start_and_tls_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let view = || AdminView {
+            progress: Arc::new(Vec::new()),
+            ready: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            token_digest: None,
+            store: Arc::new(crate::store::local::LocalDirStore::new(dir.path(), false).unwrap()),
+        };
+        // SAFETY (set_var): this variable is this test's own; nothing else reads it.
+        unsafe { std::env::set_var("SLUICEGATE_TEST_ADMIN_SHORT_TOKEN", "short") };
+        let cfg = AdminConfig {
+            listen: "127.0.0.1:0".into(),
+            token_env: Some("SLUICEGATE_TEST_ADMIN_SHORT_TOKEN".into()),
+            tls: None,
+        };
+        let e = start(&cfg, view()).err().expect("refused");
+        assert!(e.contains("at least 16 characters"), "{e}");
+        unsafe { std::env::set_var("SLUICEGATE_TEST_ADMIN_SHORT_TOKEN", "long-enough-token-0123") };
+        assert!(start(&cfg, view()).is_ok());
+        // Over TLS.
+        let (tls, root) = crate::tls::testing::self_signed(dir.path(), "admin");
+        let cfg = AdminConfig {
+            listen: "127.0.0.1:0".into(),
+            token_env: None,
+            tls: Some(tls),
+        };
+        let admin = start(&cfg, view()).unwrap();
+        let answer = crate::tls::testing::request(
+            &admin.addr.to_string(),
+            &root,
+            "GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"),
+            "{answer}"
+        );
+    }
 
     #[test]
     fn metrics_and_histograms_render_what_the_cores_published() {

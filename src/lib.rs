@@ -30,6 +30,7 @@ pub mod runtime;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod transform;
 
 pub use engine::{Engine, EngineError};

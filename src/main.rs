@@ -138,6 +138,9 @@ enum InboxAction {
     },
 }
 
+/// How often the SIGHUP flag is looked at: a reload follows the signal within this.
+const SIGHUP_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run {
@@ -229,6 +232,21 @@ fn run(config: Option<PathBuf>, records: Option<u64>, lake: Option<PathBuf>, no_
             return ExitCode::FAILURE;
         }
     }
+    // SIGHUP reloads the TLS certificates (and nothing else: it no longer ends the process).
+    let hup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()) {
+        eprintln!("error: cannot install the SIGHUP handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    std::thread::Builder::new()
+        .name("sluicegate-sighup".into())
+        .spawn(move || loop {
+            std::thread::sleep(SIGHUP_POLL);
+            if hup.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                sluicegate::tls::reload_all();
+            }
+        })
+        .expect("a thread for SIGHUP");
     let progress = !no_progress && cfg.telemetry.progress && std::io::stderr().is_terminal();
     let engine = match sluicegate::Engine::builder(cfg)
         .stop_flag(stop)
@@ -313,6 +331,11 @@ fn validate_deep(cfg: &Config) -> Result<Vec<String>, String> {
     use sluicegate::engine;
     let keyring = engine::load_keyring(cfg).map_err(|e| e.to_string())?;
     let mut notes = vec![format!("keyring: {} key(s) {:?}", keyring.len(), keyring.ids())];
+    notes.extend(
+        engine::keyring_warnings(cfg)
+            .into_iter()
+            .map(|w| format!("warning: {w}")),
+    );
     for t in &cfg.tables {
         match engine::schema_file(t).map_err(|e| e.to_string())? {
             Some(f) => {
@@ -355,7 +378,7 @@ fn keygen(keys: &Path, id: &str) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut existing = keyring::Keyring::default();
     if keys.exists() {
-        existing.load_file(keys).map_err(|e| e.to_string())?;
+        existing.load_file(keys, true).map_err(|e| e.to_string())?;
         if existing.get(id.as_bytes()).is_some() {
             return Err(format!("key id {id:?} is already in {}", keys.display()));
         }
@@ -375,7 +398,7 @@ fn keygen(keys: &Path, id: &str) -> Result<(), String> {
 
 fn encrypt(keys: &Path, key_id: &str, input: &Path, output: &Path) -> Result<(), String> {
     let mut ring = keyring::Keyring::default();
-    ring.load_file(keys).map_err(|e| e.to_string())?;
+    ring.load_file(keys, true).map_err(|e| e.to_string())?;
     let key = ring
         .get(key_id.as_bytes())
         .ok_or_else(|| format!("key id {key_id:?} is not in {}", keys.display()))?;
@@ -415,7 +438,7 @@ fn generate(output: &Path, cfg: &GeneratorConfig, ndjson: bool, keys: Option<&Pa
     use sluicegate::source::generator::GeneratorSource;
     let mut ring = keyring::Keyring::default();
     match keys {
-        Some(k) => ring.load_file(k).map_err(|e| e.to_string())?,
+        Some(k) => ring.load_file(k, true).map_err(|e| e.to_string())?,
         None => ring.insert_demo().map_err(|e| e.to_string())?,
     }
     let encryption = if ndjson { Encryption::None } else { Encryption::Envelope };

@@ -98,6 +98,33 @@ fn validate_reports_the_key_path_rule_and_value() {
 }
 
 #[test]
+fn the_demo_key_beside_real_keys_is_warned_of_and_an_open_keyring_file_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    let (code, _, err) = run(&["keygen", "--keys", keys.to_str().unwrap(), "--id", "k1"]);
+    assert_eq!(code, 0, "{err}");
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/embedded-default.toml");
+    let text = std::fs::read_to_string(&good).unwrap().replacen(
+        "[keys]\n",
+        &format!("[keys]\nfile = \"{}\"\n", keys.display()),
+        1,
+    );
+    let both = dir.path().join("both.toml");
+    std::fs::write(&both, text).unwrap();
+    let (code, out, err) = run(&["validate", "--config", both.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("warning: keys.demo: the public demo key is loaded beside real keys"),
+        "{out}"
+    );
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(&["validate", "--config", both.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is open to group or others (mode 0644)"), "{err}");
+}
+
+#[test]
 fn keygen_and_encrypt_make_input_that_runs() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.txt");

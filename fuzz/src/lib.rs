@@ -12,8 +12,11 @@ use sluicegate::extract::RECORD_BYTES_MAX;
 use sluicegate::source::framing::{Frame, FrameReader};
 use std::io::Cursor;
 
+/// A harness: any input, a panic only on a finding.
+pub type Harness = fn(&[u8]);
+
 /// Every harness, by target name: what the seeds test and the README's table iterate.
-pub const TARGETS: [(&str, fn(&[u8])); 11] = [
+pub const TARGETS: [(&str, Harness); 11] = [
     ("envelope", envelope),
     ("sgf1", sgf1),
     ("raw_lz4", raw_lz4),
@@ -152,12 +155,20 @@ pub fn get_records(data: &[u8]) {
         return;
     }
     let sdk = sdk::decode(data).unwrap_or_else(|e| {
-        panic!("ours decoded a body the SDK refuses: {e}\n{}", String::from_utf8_lossy(data))
+        panic!(
+            "ours decoded a body the SDK refuses: {e}\n{}",
+            String::from_utf8_lossy(data)
+        )
     });
     assert_eq!(records, Records::from_sdk(sdk.records()), "the records");
     let mut rest = sdk;
     rest.records.clear();
-    assert_eq!(ours, rest, "the rest of the output of {}", String::from_utf8_lossy(data));
+    assert_eq!(
+        ours,
+        rest,
+        "the rest of the output of {}",
+        String::from_utf8_lossy(data)
+    );
 }
 
 /// The SDK's GetRecords deserializer, reached without a call: the operation's own

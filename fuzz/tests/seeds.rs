@@ -141,7 +141,13 @@ fn write_seeds() {
     keys.insert_demo().unwrap();
     let id = keys.ids()[0].clone();
     let mut env = Vec::new();
-    sluicegate::extract::envelope::seal(&id, keys.get(id.as_bytes()).unwrap().aead(), [3; 12], &events[0], &mut env);
+    sluicegate::extract::envelope::seal(
+        &id,
+        keys.get(id.as_bytes()).unwrap().aead(),
+        [3; 12],
+        &events[0],
+        &mut env,
+    );
     write("envelope", "sealed", &env);
     write("envelope", "cut", &env[..env.len() / 2]);
     // SGF1 streams, and the NDJSON bodies the receiver also walks.
@@ -172,7 +178,11 @@ fn write_seeds() {
     write("spill", "frame", &spill);
     // A KPL aggregate of three events.
     let refs: Vec<&[u8]> = events[..3].iter().map(Vec::as_slice).collect();
-    write("kpl", "aggregate", &sluicegate::source::kinesis::kpl::aggregate("pk", &refs));
+    write(
+        "kpl",
+        "aggregate",
+        &sluicegate::source::kinesis::kpl::aggregate("pk", &refs),
+    );
     // GetRecords bodies: records with base64 data (one an aggregate), child shards, a closed
     // shard.
     let b64 = |b: &[u8]| base64_simd::STANDARD.encode_to_string(b);
@@ -203,5 +213,9 @@ fn write_seeds() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &ndjson).unwrap();
     write("http_body", "gzip", &[&[1u8][..], &gz.finish().unwrap()].concat());
-    write("http_body", "zstd", &[&[2u8][..], &zstd::encode_all(ndjson.as_slice(), 1).unwrap()].concat());
+    write(
+        "http_body",
+        "zstd",
+        &[&[2u8][..], &zstd::encode_all(ndjson.as_slice(), 1).unwrap()].concat(),
+    );
 }

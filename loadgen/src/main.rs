@@ -203,7 +203,7 @@ impl LoadArgs {
     fn spec(&self, profile: Profile, duration: Duration) -> Result<Spec, String> {
         let mut keyring = Keyring::default();
         match &self.keys {
-            Some(k) => keyring.load_file(k).map_err(|e| e.to_string())?,
+            Some(k) => keyring.load_file(k, true).map_err(|e| e.to_string())?,
             None => keyring.insert_demo().map_err(|e| e.to_string())?,
         }
         if !(0.0..=1.0).contains(&self.bad_ratio) {

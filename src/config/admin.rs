@@ -17,6 +17,9 @@ pub struct AdminConfig {
     /// Name of the environment variable holding a bearer token; unset: no auth.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// Serve HTTPS with this certificate and key (reloaded on SIGHUP); absent: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for AdminConfig {
@@ -24,6 +27,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: d_listen(),
             token_env: None,
+            tls: None,
         }
     }
 }

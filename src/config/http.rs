@@ -68,6 +68,9 @@ pub struct HttpConfig {
     pub body_memory_bytes_max: u64,
     #[serde(default = "d_retry")]
     pub retry_after_s: u32,
+    /// Serve HTTPS with this certificate and key (reloaded on SIGHUP); absent: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 fn d_body() -> u64 {
@@ -127,18 +130,48 @@ pub(super) fn validate(h: &HttpConfig, p: &str, v: &mut Validator) {
         bytes_human,
     );
     v.range_u64(&format!("{p}.records_max"), h.records_max.into(), 1, 10_000_000, plain);
+    // Sizes that must hold a body (or, for the memory budget, one compressed body: its wire
+    // and decoded bytes) are checked against a valid body_bytes_max only, so one bad value
+    // gives one error.
+    if (MIB..=256 * MIB).contains(&h.body_bytes_max) {
+        let body = h.body_bytes_max;
+        let at_least = |key: &str, value: u64, min: u64, what: &str, v: &mut Validator| {
+            if value < min {
+                v.error(
+                    format!("{p}.{key}"),
+                    format!("must be at least {what} ({}), got {value}", bytes_human(min)),
+                );
+            }
+        };
+        at_least("segment_bytes", h.segment_bytes, body, "body_bytes_max", v);
+        at_least("inbox_bytes_max", h.inbox_bytes_max, body, "body_bytes_max", v);
+        at_least(
+            "body_memory_bytes_max",
+            h.body_memory_bytes_max,
+            2 * body,
+            "twice body_bytes_max",
+            v,
+        );
+    }
     v.range_u64(
         &format!("{p}.segment_bytes"),
         h.segment_bytes,
-        h.body_bytes_max.max(MIB),
+        MIB,
         4096 * MIB,
         bytes_human,
     );
     v.range_u64(
         &format!("{p}.inbox_bytes_max"),
         h.inbox_bytes_max,
-        h.body_bytes_max.max(MIB),
+        MIB,
         1 << 50,
+        bytes_human,
+    );
+    v.range_u64(
+        &format!("{p}.body_memory_bytes_max"),
+        h.body_memory_bytes_max,
+        2 * MIB,
+        1 << 40,
         bytes_human,
     );
     v.range_u64(
@@ -168,14 +201,6 @@ pub(super) fn validate(h: &HttpConfig, p: &str, v: &mut Validator) {
         100,
         3_600_000,
         plain,
-    );
-    // One largest request, compressed, holds its wire bytes and its decoded bytes at once.
-    v.range_u64(
-        &format!("{p}.body_memory_bytes_max"),
-        h.body_memory_bytes_max,
-        2 * h.body_bytes_max,
-        1 << 40,
-        bytes_human,
     );
     v.range_u64(&format!("{p}.retry_after_s"), h.retry_after_s.into(), 1, 3_600, plain);
 }

@@ -321,7 +321,7 @@ pub struct StateConfig {
 
 /// Where the keyring comes from: a file, an environment variable, or (if neither) the built-in
 /// demo key only. Both may be given; ids must not collide.
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {
     pub file: Option<PathBuf>,
@@ -329,6 +329,25 @@ pub struct KeysConfig {
     /// Also load the built-in, publicly known `demo` key. Only for trying sluicegate out.
     #[serde(default)]
     pub demo: bool,
+    /// Refuse a keyring `file` that group or others may read or write (as ssh does with
+    /// private keys). On by default.
+    #[serde(default = "yes")]
+    pub file_mode_check: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for KeysConfig {
+    fn default() -> KeysConfig {
+        KeysConfig {
+            file: None,
+            env: None,
+            demo: false,
+            file_mode_check: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]

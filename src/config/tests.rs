@@ -24,6 +24,17 @@ schema = "builtin:events"
 "#;
 
 #[test]
+fn a_lake_prefix_with_a_dot_dot_segment_is_refused_before_the_run() {
+    let with = |prefix: &str| format!("{MINIMAL}\n[lake]\nprefix = \"{prefix}\"\n");
+    assert!(parse(&with("a/b")).is_ok());
+    assert_eq!(
+        first_error(&with("a/../b")),
+        "lake.prefix: must not hold an empty, '.' or '..' segment, got \"a/../b\""
+    );
+    assert!(first_error(&with("a//b")).starts_with("lake.prefix"));
+}
+
+#[test]
 fn minimal_config_takes_every_default() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.buffer.flush_bytes_max, DEFAULT_FLUSH_BYTES_MAX);
@@ -148,6 +159,18 @@ fn cross_references_are_checked() {
     assert_eq!(
         first_error(&http("body_bytes_max = 1000")),
         "sources[0].http.body_bytes_max: must be at least 1 MiB, got 1000"
+    );
+    // One bad body_bytes_max gives one error, not one per size that depends on it; a size
+    // below the body names it.
+    let too_big = parse(&http("body_bytes_max = 536870912")).unwrap_err().0;
+    assert_eq!(too_big.len(), 1, "{too_big:?}");
+    assert_eq!(
+        first_error(&http("body_bytes_max = 16777216\nsegment_bytes = 8388608")),
+        "sources[0].http.segment_bytes: must be at least body_bytes_max (16 MiB), got 8388608"
+    );
+    assert_eq!(
+        first_error(&http("body_memory_bytes_max = 8388608")),
+        "sources[0].http.body_memory_bytes_max: must be at least twice body_bytes_max (16 MiB), got 8388608"
     );
     assert_eq!(
         first_error(&http("token_env = \"\"")),

@@ -78,6 +78,12 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
             "lake.prefix",
             format!("must not start or end with '/', got {:?}", c.lake.prefix),
         );
+    } else if !c.lake.prefix.is_empty() && c.lake.prefix.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        // The stores refuse such keys when they write: say so before the run.
+        v.error(
+            "lake.prefix",
+            format!("must not hold an empty, '.' or '..' segment, got {:?}", c.lake.prefix),
+        );
     }
     if !(1..=256).contains(&c.lake.uploads_max) {
         v.error(

@@ -26,14 +26,30 @@ pub const INFER_READ_RECORDS_MAX: usize = 100_000;
 pub const INFER_IDLE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Load the keyring the config names.
+/// What a run or `validate` warns of in the keys' configuration.
+pub fn keyring_warnings(config: &Config) -> Vec<String> {
+    let mut w = Vec::new();
+    if config.keys.demo && (config.keys.file.is_some() || config.keys.env.is_some()) {
+        w.push(
+            "keys.demo: the public demo key is loaded beside real keys: anyone can make envelopes \
+             that decrypt under it, and its records land as if genuine. Remove `demo = true`."
+                .to_string(),
+        );
+    }
+    w
+}
+
 pub fn load_keyring(config: &Config) -> Result<Keyring, EngineError> {
+    for w in keyring_warnings(config) {
+        tracing::warn!(warning = %w, "keyring");
+    }
     let mut k = Keyring::default();
     let e = |e: crate::extract::keyring::KeyringError| EngineError(e.to_string());
     if config.keys.demo {
         k.insert_demo().map_err(e)?;
     }
     if let Some(f) = &config.keys.file {
-        k.load_file(f).map_err(e)?;
+        k.load_file(f, config.keys.file_mode_check).map_err(e)?;
     }
     if let Some(v) = &config.keys.env {
         k.load_env(v).map_err(e)?;

@@ -10,6 +10,11 @@
 //! It protects nothing.
 //!
 //! Invariants: ids are valid envelope key ids and unique; every key is exactly 32 bytes.
+//! Key material read here (the file's or variable's text, the decoded bytes) is zeroed when it
+//! is dropped; the keys' schedules live inside `ring`, which does not zero them. No error
+//! echoes a byte of a key: a bad entry is named by its place and id. A keyring file that group
+//! or others may read or write is refused (as ssh refuses such a private key) unless the caller
+//! says otherwise (`keys.file_mode_check = false`).
 //! Bounds: at most [`KEYRING_KEYS_MAX`] keys.
 
 use super::envelope;
@@ -18,6 +23,7 @@ use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use ring::hmac;
 use std::collections::HashMap;
 use std::path::Path;
+use zeroize::{Zeroize, Zeroizing};
 
 /// A keyring this large is a rotation that was never cleaned up.
 pub const KEYRING_KEYS_MAX: usize = 1024;
@@ -32,10 +38,10 @@ pub struct Key {
 }
 
 impl Key {
-    fn new(bytes: [u8; 32]) -> Key {
+    fn new(bytes: &[u8; 32]) -> Key {
         Key {
-            aead: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &bytes).expect("32 bytes is an AES-256 key")),
-            hmac: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+            aead: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key")),
+            hmac: hmac::Key::new(hmac::HMAC_SHA256, bytes),
         }
     }
 
@@ -87,7 +93,9 @@ pub fn demo_key_bytes() -> [u8; 32] {
 }
 
 impl Keyring {
+    /// Add a key; `bytes` (this copy) is zeroed before returning.
     pub fn insert(&mut self, id: &str, bytes: [u8; 32]) -> Result<(), KeyringError> {
+        let bytes = Zeroizing::new(bytes);
         if !envelope::valid_key_id(id) {
             return Err(KeyringError::InvalidId(id.into()));
         }
@@ -97,7 +105,7 @@ impl Keyring {
         if self.keys.contains_key(id.as_bytes()) {
             return Err(KeyringError::Duplicate(id.into()));
         }
-        self.keys.insert(id.as_bytes().into(), Key::new(bytes));
+        self.keys.insert(id.as_bytes().into(), Key::new(&bytes));
         self.ids.push(id.into());
         Ok(())
     }
@@ -138,26 +146,45 @@ impl Keyring {
             let (id, b64) = entry
                 .split_once(':')
                 .ok_or_else(|| err("expected `id:base64-key`".into()))?;
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|e| err(format!("key {:?} is not base64: {e}", id.trim())))?;
-            let bytes: [u8; 32] = raw
-                .try_into()
-                .map_err(|r: Vec<u8>| err(format!("key {:?} is {} bytes, must be 32", id.trim(), r.len())))?;
-            self.insert(id.trim(), bytes)?;
+            // The decoder's error would name the bad character: say only that it is bad.
+            let raw = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|_| err(format!("key {:?} is not valid base64", id.trim())))?,
+            );
+            if raw.len() != 32 {
+                return Err(err(format!("key {:?} is {} bytes, must be 32", id.trim(), raw.len())));
+            }
+            let mut bytes = [0u8; 32];
+            bytes.copy_from_slice(&raw);
+            let inserted = self.insert(id.trim(), bytes);
+            bytes.zeroize();
+            inserted?;
         }
         Ok(())
     }
 
-    pub fn load_file(&mut self, path: &Path) -> Result<(), KeyringError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| KeyringError::Io(format!("cannot read keyring {}: {e}", path.display())))?;
+    /// Load a keyring file; with `check_mode`, refuse one that group or others may read or
+    /// write.
+    pub fn load_file(&mut self, path: &Path, check_mode: bool) -> Result<(), KeyringError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |e: std::io::Error| KeyringError::Io(format!("cannot read keyring {}: {e}", path.display()));
+        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+        if check_mode && mode & 0o077 != 0 {
+            return Err(KeyringError::Io(format!(
+                "keyring {} is open to group or others (mode {:04o}): `chmod 600` it (or set keys.file_mode_check = false)",
+                path.display(),
+                mode & 0o7777
+            )));
+        }
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
         self.load_text(&path.display().to_string(), &text)
     }
 
     pub fn load_env(&mut self, var: &str) -> Result<(), KeyringError> {
-        let text =
-            std::env::var(var).map_err(|e| KeyringError::Io(format!("keyring environment variable {var}: {e}")))?;
+        let text = Zeroizing::new(
+            std::env::var(var).map_err(|e| KeyringError::Io(format!("keyring environment variable {var}: {e}")))?,
+        );
         self.load_text(&format!("${var}"), &text)
     }
 }
@@ -200,11 +227,29 @@ mod tests {
         let e = k.load_text("f", "# c\nnocolon").unwrap_err();
         assert!(e.to_string().contains("entry 1: expected `id:base64-key`"), "{e}");
         let e = k.load_text("f", "k1:!!").unwrap_err();
-        assert!(e.to_string().contains("not base64"), "{e}");
+        assert_eq!(e.to_string(), "f: entry 1: key \"k1\" is not valid base64");
+        // No byte of a key in any error: a key with one bad character in the middle.
+        let secret = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk$WZn";
+        let e = k.load_text("f", &format!("k9:{secret}")).unwrap_err().to_string();
+        assert!(!e.contains('$') && !e.contains("QUJD"), "{e}");
         let line = generate_entry("dup").unwrap();
         let e = k.load_text("f", &format!("{line}\n{line}")).unwrap_err();
         assert_eq!(e, KeyringError::Duplicate("dup".into()));
         assert!(matches!(generate_entry("bad id"), Err(KeyringError::InvalidId(_))));
+    }
+
+    #[test]
+    fn a_keyring_file_open_to_group_or_others_is_refused_unless_allowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, generate_entry("k").unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Keyring::default().load_file(&path, true).unwrap_err().to_string();
+        assert!(e.contains("open to group or others (mode 0644)"), "{e}");
+        assert!(Keyring::default().load_file(&path, false).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(Keyring::default().load_file(&path, true).is_ok());
     }
 
     #[test]

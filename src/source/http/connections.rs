@@ -23,7 +23,6 @@
 //! one waits (in the listen backlog) for one to end.
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::TcpStream;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
@@ -198,14 +197,18 @@ impl Table {
     }
 }
 
-/// glommio's socket under hyper's I/O traits; the first byte read while `Idle` starts a
-/// request's `Headers` phase.
-pub struct Io {
-    pub stream: TcpStream,
+/// glommio's socket (or a TLS stream over it) under hyper's I/O traits; the first byte read
+/// while `Idle` starts a request's `Headers` phase.
+pub struct Io<S> {
+    pub stream: S,
     pub conn: Rc<Conn>,
 }
 
-impl hyper::rt::Read for Io {
+/// What a connection's bytes travel on: glommio's socket, or TLS over it.
+pub trait Stream: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin {}
+impl<S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin> Stream for S {}
+
+impl<S: Stream> hyper::rt::Read for Io<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -232,7 +235,7 @@ impl hyper::rt::Read for Io {
     }
 }
 
-impl hyper::rt::Write for Io {
+impl<S: Stream> hyper::rt::Write for Io<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         futures_lite::AsyncWrite::poll_write(Pin::new(&mut self.get_mut().stream), cx, buf)
     }

@@ -81,14 +81,14 @@ impl HttpSource {
             .listen
             .parse()
             .map_err(|e| err(format!("listen {:?}: {e}", cfg.listen)))?;
-        Ok(HttpSource::with_token(
-            name,
-            cfg,
-            listen,
-            state_dir,
-            cores,
-            token.as_deref(),
-        ))
+        if let Some(w) = exposure_warning(listen, token.is_some()) {
+            tracing::warn!(source = %name, warning = %w, "http receiver");
+        }
+        let mut source = HttpSource::with_token(name, cfg, listen, state_dir, cores, token.as_deref());
+        if let Some(t) = &cfg.tls {
+            source.settings.tls = Some(crate::tls::Certificate::load(t).map_err(|e| err(format!("http.{e}")))?);
+        }
+        Ok(source)
     }
 
     /// The source with its token already read (`try_new` reads it from the environment).
@@ -117,6 +117,7 @@ impl HttpSource {
                     header: Duration::from_millis(cfg.header_timeout_ms),
                     request: Duration::from_millis(cfg.request_timeout_ms),
                 },
+                tls: None,
                 retry_after_s: cfg.retry_after_s,
             },
             limits: InboxLimits {
@@ -125,6 +126,16 @@ impl HttpSource {
             },
         }
     }
+}
+
+/// What a receiver listening beyond loopback without a token must be warned of: anyone who
+/// can reach the address can write records into the lake.
+pub fn exposure_warning(listen: std::net::SocketAddr, token: bool) -> Option<String> {
+    (!token && !listen.ip().is_loopback()).then(|| {
+        format!(
+            "listening on {listen} without a token (token_env): anyone who can reach it can write records into the lake"
+        )
+    })
 }
 
 impl Source for HttpSource {

@@ -34,7 +34,7 @@
 //! default), whatever the clients do.
 
 use super::body::{self, Encoding, Refusal};
-use super::connections::{Deadlines, Io, Phase, Table};
+use super::connections::{Deadlines, Io, Phase, Stream, Table};
 use super::inbox::Inbox;
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
@@ -70,6 +70,8 @@ pub struct ReceiverSettings {
     pub connections_max: u32,
     pub deadlines: Deadlines,
     pub retry_after_s: u32,
+    /// Serve HTTPS with this certificate (reloaded on SIGHUP).
+    pub tls: Option<std::sync::Arc<crate::tls::Certificate>>,
 }
 
 /// Requests answered since the last [`Listening::take_counts`].
@@ -81,6 +83,7 @@ pub struct Counts {
 
 struct Receiver {
     settings: ReceiverSettings,
+    tls: Option<futures_rustls::TlsAcceptor>,
     inbox: Rc<Inbox>,
     budget: Rc<Budget>,
     counts: RefCell<Counts>,
@@ -110,6 +113,10 @@ pub fn start(settings: ReceiverSettings, inbox: Rc<Inbox>) -> io::Result<Listeni
     let listener = TcpListener::bind(settings.listen)?;
     let receiver = Rc::new(Receiver {
         budget: Rc::new(Budget::new(settings.body_memory_bytes_max)),
+        tls: settings
+            .tls
+            .as_ref()
+            .map(|c| futures_rustls::TlsAcceptor::from(c.server_config())),
         settings,
         inbox,
         counts: RefCell::new(Counts::default()),
@@ -169,7 +176,22 @@ async fn serve(r: Rc<Receiver>, stream: TcpStream, conn: Rc<super::connections::
     if stream.set_read_timeout(Some(r.settings.deadlines.idle)).is_err() || stream.set_nodelay(true).is_err() {
         return;
     }
-    let c = conn.clone();
+    match r.tls.clone() {
+        None => serve_http(r, Io { stream, conn }).await,
+        Some(acceptor) => {
+            // The handshake is held to the header deadline, as a request's headers are.
+            conn.enter(Phase::Headers);
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            conn.enter(Phase::Idle);
+            serve_http(r, Io { stream, conn }).await
+        }
+    }
+}
+
+async fn serve_http<S: Stream>(r: Rc<Receiver>, io: Io<S>) {
+    let c = io.conn.clone();
     let service = hyper::service::service_fn(move |req| {
         let (r, c) = (r.clone(), c.clone());
         async move {
@@ -182,7 +204,7 @@ async fn serve(r: Rc<Receiver>, stream: TcpStream, conn: Rc<super::connections::
     // A connection error (a client gone, an idle timeout) ends only that connection.
     let _ = hyper::server::conn::http1::Builder::new()
         .max_buf_size(HEADER_BUFFER_BYTES)
-        .serve_connection(Io { stream, conn }, service)
+        .serve_connection(io, service)
         .await;
 }
 

@@ -44,7 +44,8 @@ struct Running {
 impl Running {
     fn start(state: &std::path::Path, cfg: HttpConfig, token: Option<&str>) -> Running {
         let listen = cfg.listen.parse().unwrap();
-        let source = HttpSource::with_token("edge", &cfg, listen, state, 1, token);
+        let mut source = HttpSource::with_token("edge", &cfg, listen, state, 1, token);
+        source.settings.tls = cfg.tls.as_ref().map(|t| crate::tls::Certificate::load(t).unwrap());
         source.preflight().unwrap();
         let (tx, records) = crossbeam_channel::unbounded();
         let reading = Arc::new(AtomicBool::new(true));
@@ -305,6 +306,65 @@ fn read_to_close(s: &mut std::net::TcpStream) -> String {
         ),
     }
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn the_receiver_serves_https_and_takes_a_renewed_certificate_without_a_restart() {
+    use crate::tls::testing::{request, self_signed};
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let (tls, a) = self_signed(certs.path(), "edge");
+    let mut cfg = config(free_port());
+    cfg.tls = Some(tls.clone());
+    let addr = cfg.listen.clone();
+    let run = Running::start(dir.path(), cfg, None);
+    let post = |body: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let answer = request(&addr, &a, &post("{\"i\":0}\n")).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("{\"records\":1}"),
+        "{answer}"
+    );
+    // Plain HTTP on the TLS port gets no answer.
+    let mut plain = std::net::TcpStream::connect(&addr).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    plain.write_all(post("{\"i\":9}\n").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut got);
+    assert!(!String::from_utf8_lossy(&got).contains("200"));
+    // A renewed certificate in the same files, and SIGHUP's reload: the next connection has it.
+    let (b_files, b) = self_signed(certs.path(), "renewed");
+    std::fs::copy(&b_files.cert_file, &tls.cert_file).unwrap();
+    std::fs::copy(&b_files.key_file, &tls.key_file).unwrap();
+    crate::tls::reload_all();
+    assert!(
+        request(&addr, &a, &post("{\"i\":1}\n")).is_err(),
+        "the old certificate is gone"
+    );
+    let answer = request(&addr, &b, &post("{\"i\":1}\n")).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got: Vec<String> = run
+        .take(2)
+        .into_iter()
+        .map(|(_, p)| String::from_utf8(p).unwrap())
+        .collect();
+    assert_eq!(got, ["{\"i\":0}", "{\"i\":1}"]);
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_token_is_warned_of() {
+    let at = |a: &str| a.parse().unwrap();
+    assert!(exposure_warning(at("0.0.0.0:8080"), false)
+        .unwrap()
+        .contains("without a token"));
+    assert!(exposure_warning(at("10.1.2.3:8080"), false).is_some());
+    assert_eq!(exposure_warning(at("0.0.0.0:8080"), true), None);
+    assert_eq!(exposure_warning(at("127.0.0.1:8080"), false), None);
+    assert_eq!(exposure_warning(at("[::1]:8080"), false), None);
 }
 
 #[test]

@@ -188,7 +188,10 @@ impl<'de> Visitor<'de> for BodySeed {
             // earlier value alone, as the SDK's deserializer does (found by fuzzing against it).
             match key.0.as_ref() {
                 // A repeated member starts over in a fresh buffer.
-                b"Records" => keep(&mut body.records, map.next_value_seed(RecordsSeed(std::mem::take(&mut spare)))?),
+                b"Records" => keep(
+                    &mut body.records,
+                    map.next_value_seed(RecordsSeed(std::mem::take(&mut spare)))?,
+                ),
                 b"NextShardIterator" => keep(&mut body.next_shard_iterator, map.next_value()?),
                 b"MillisBehindLatest" => keep(&mut body.millis_behind_latest, map.next_value()?),
                 b"ChildShards" => keep(&mut body.child_shards, map.next_value()?),
@@ -471,7 +474,11 @@ mod tests {
         let (_, records) = decode(body("Yg==").as_bytes(), Records::default()).unwrap();
         assert_eq!(records.get(0), (b"a".as_slice(), "1"));
         // A null leaves an earlier value alone (the SDK's reading).
-        let (out, _) = decode(br#"{"NextShardIterator":"x","NextShardIterator":null}"#, Records::default()).unwrap();
+        let (out, _) = decode(
+            br#"{"NextShardIterator":"x","NextShardIterator":null}"#,
+            Records::default(),
+        )
+        .unwrap();
         assert_eq!(out.next_shard_iterator(), Some("x"));
     }
 
