@@ -1,8 +1,12 @@
-//! The real binary against hostile clients of its HTTP receiver: many connections that announce
-//! the largest body and never finish it, with no token and with a valid one. The receiver's
-//! memory must stay within its stated bound — `cores × (body_memory_bytes_max +
-//! connections × HEADER_BUFFER_BYTES)` over what the process held before — and a real client
-//! must be served once the attack ends.
+//! The real binary against hostile clients and a hostile disk:
+//! - many connections that announce the largest body and never finish it, with no token and
+//!   with a valid one: the receiver's memory stays within its stated bound — `cores ×
+//!   (body_memory_bytes_max + connections × HEADER_BUFFER_BYTES)` over what the process held
+//!   before — and a real client is served once the attack ends;
+//! - a bit flipped in an acknowledged inbox frame after a SIGKILL: the restart stops that
+//!   partition loudly (`/ready`, exit code) and deletes nothing, and `inbox salvage` brings the
+//!   good records to the lake and the damaged bytes to the quarantine;
+//! - a renewed TLS certificate taken on SIGHUP, without a restart.
 
 mod support;
 
@@ -336,4 +340,62 @@ fn a_flipped_bit_in_an_acknowledged_inbox_frame_stops_the_partition_loudly_and_i
         .as_str()
         .unwrap()
         .contains("failed its CRC and was salvaged"));
+}
+
+/// A self-signed certificate for `localhost` into `<dir>/<name>.crt|key`; returns it.
+fn self_signed(dir: &Path, name: &str) -> rustls_pki_types::CertificateDer<'static> {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), c.cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), c.signing_key.serialize_pem()).unwrap();
+    c.cert.der().clone()
+}
+
+/// Whether a TLS handshake with `port` succeeds trusting only `root`.
+fn handshake(port: u16, root: &rustls_pki_types::CertificateDer<'static>) -> bool {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let cfg =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut tcp).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn sighup_reloads_the_receivers_certificate_without_a_restart() {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let config = write_inbox_config(dir.path(), port, admin);
+    let a = self_signed(dir.path(), "edge");
+    let tls = format!(
+        "tls = {{ cert_file = \"{0}/edge.crt\", key_file = \"{0}/edge.key\" }}\n",
+        dir.path().display()
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[sources.http]\n", &format!("[sources.http]\n{tls}"));
+    std::fs::write(&config, text).unwrap();
+    let mut child = start_receiver(&config, port);
+    assert!(handshake(port, &a));
+    let b = self_signed(dir.path(), "renewed");
+    std::fs::copy(dir.path().join("renewed.crt"), dir.path().join("edge.crt")).unwrap();
+    std::fs::copy(dir.path().join("renewed.key"), dir.path().join("edge.key")).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    wait_for("the renewed certificate", Duration::from_secs(10), || {
+        handshake(port, &b)
+    });
+    assert!(!handshake(port, &a), "the old certificate is gone");
+    assert!(stop(&mut child).success(), "SIGHUP does not end the run");
 }
