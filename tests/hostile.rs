@@ -24,33 +24,26 @@ const ATTACKERS: usize = 150;
 /// hyper's read buffer per connection (`source::http::HEADER_BUFFER_BYTES`).
 const HEADER_BUFFER_BYTES: u64 = 64 << 10;
 
-fn write_config(dir: &Path, port: u16) -> PathBuf {
-    let path = dir.join("hostile.toml");
+/// A receiver's configuration: `cores`, the `[sources.http]` lines `http` (beside `listen`),
+/// and `rest` (more sections). Records are `{"event_id": …}`.
+fn write_config(dir: &Path, port: u16, cores: &str, http: &str, rest: &str) -> PathBuf {
+    let schema = dir.join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"columns": [{"name": "event_id", "type": "string", "required": true}]}"#,
+    )
+    .unwrap();
+    let path = dir.join("receiver.toml");
     std::fs::write(
         &path,
         format!(
-            r#"
-[lake]
-dir = "{lake}"
-[state]
-dir = "{state}"
-[runtime]
-cores = "all"
-[[sources]]
-name = "edge"
-table = "events"
-encryption = "none"
-[sources.http]
-listen = "127.0.0.1:{port}"
-token_env = "SLUICEGATE_TEST_HTTP_TOKEN"
-body_bytes_max = {BODY_BYTES_MAX}
-body_memory_bytes_max = {BODY_MEMORY_BYTES_MAX}
-[[tables]]
-name = "events"
-schema = "builtin:events"
-"#,
+            "[lake]\ndir = \"{lake}\"\n[state]\ndir = \"{state}\"\n[runtime]\ncores = {cores}\n\
+             [[sources]]\nname = \"edge\"\ntable = \"events\"\nencryption = \"none\"\n\
+             [sources.http]\nlisten = \"127.0.0.1:{port}\"\n{http}\n\
+             [[tables]]\nname = \"events\"\nschema = \"{schema}\"\n{rest}\n",
             lake = dir.join("lake").display(),
             state = dir.join("state").display(),
+            schema = schema.display(),
         ),
     )
     .unwrap();
@@ -91,22 +84,13 @@ fn attack(port: u16, token: Option<&str>) -> Vec<TcpStream> {
 #[test]
 fn clients_that_announce_large_bodies_and_stall_cannot_push_memory_past_the_stated_bound() {
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = write_config(dir.path(), port);
-    let mut child = Command::new(bin())
-        .args(["run", "--config", config.to_str().unwrap(), "--no-progress"])
-        .env("SLUICEGATE_TEST_HTTP_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the receiver to listen", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let port = free_port();
+    let http = format!(
+        "token_env = \"SLUICEGATE_TEST_HTTP_TOKEN\"\nbody_bytes_max = {BODY_BYTES_MAX}\n\
+         body_memory_bytes_max = {BODY_MEMORY_BYTES_MAX}"
+    );
+    let config = write_config(dir.path(), port, "\"all\"", &http, "");
+    let mut child = start_receiver(&config, port);
     let post = |token: &str| -> String {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -162,46 +146,11 @@ fn clients_that_announce_large_bodies_and_stall_cannot_push_memory_past_the_stat
     assert!(child.wait().unwrap().success());
 }
 
-/// An HTTP receiver on core 0 alone, with its lake files held back (a long flush interval) so
-/// nothing is checkpointed before the kill.
-fn write_inbox_config(dir: &Path, port: u16, admin: u16) -> PathBuf {
-    let path = dir.join("inbox.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[lake]
-dir = "{lake}"
-[state]
-dir = "{state}"
-[runtime]
-cores = [0]
-[admin]
-listen = "127.0.0.1:{admin}"
-[[sources]]
-name = "edge"
-table = "events"
-encryption = "none"
-[sources.http]
-listen = "127.0.0.1:{port}"
-[[tables]]
-name = "events"
-schema = "{schema}"
-[buffer]
-flush_interval_ms = 600000
-"#,
-            lake = dir.join("lake").display(),
-            state = dir.join("state").display(),
-            schema = dir.join("schema.json").display(),
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("schema.json"),
-        r#"{"columns": [{"name": "event_id", "type": "string", "required": true}]}"#,
-    )
-    .unwrap();
-    path
+/// A receiver on core 0 alone with an admin endpoint, its lake files held back (a long flush
+/// interval) so nothing is checkpointed before a kill.
+fn inbox_config(dir: &Path, port: u16, admin: u16) -> PathBuf {
+    let rest = format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n[buffer]\nflush_interval_ms = 600000");
+    write_config(dir, port, "[0]", "", &rest)
 }
 
 fn free_port() -> u16 {
@@ -247,6 +196,7 @@ fn post_records(port: u16, request: u32) -> u16 {
 fn start_receiver(config: &Path, port: u16) -> std::process::Child {
     let child = Command::new(bin())
         .args(["run", "--config", config.to_str().unwrap(), "--no-progress"])
+        .env("SLUICEGATE_TEST_HTTP_TOKEN", TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -267,7 +217,7 @@ fn stop(child: &mut std::process::Child) -> std::process::ExitStatus {
 fn a_flipped_bit_in_an_acknowledged_inbox_frame_stops_the_partition_loudly_and_is_salvaged_into_the_quarantine() {
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
     let (port, admin) = (free_port(), free_port());
-    let config = write_inbox_config(dir.path(), port, admin);
+    let config = inbox_config(dir.path(), port, admin);
     let mut child = start_receiver(&config, port);
     for r in 0..3 {
         assert_eq!(post_records(port, r), 200, "request {r} acknowledged");
@@ -376,7 +326,7 @@ fn handshake(port: u16, root: &rustls_pki_types::CertificateDer<'static>) -> boo
 fn sighup_reloads_the_receivers_certificate_without_a_restart() {
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
     let (port, admin) = (free_port(), free_port());
-    let config = write_inbox_config(dir.path(), port, admin);
+    let config = inbox_config(dir.path(), port, admin);
     let a = self_signed(dir.path(), "edge");
     let tls = format!(
         "tls = {{ cert_file = \"{0}/edge.crt\", key_file = \"{0}/edge.key\" }}\n",
