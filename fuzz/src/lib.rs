@@ -292,6 +292,10 @@ pub fn json_record(data: &[u8]) {
         static STATE: RefCell<State> = RefCell::new({
             let mut cfg = sluicegate::config::Config::embedded_default(1, std::path::Path::new("/unused"));
             cfg.sources[0].encryption = sluicegate::config::Encryption::None;
+            // The path under test is the record's, not the zones': no RAW segments, small
+            // buffers (a pipeline is made anew every RECORDS_PER_PIPELINE inputs).
+            cfg.raw.enabled = false;
+            cfg.buffer.memory_bytes_max = 16 << 20;
             let plan = sluicegate::engine::plan_for_test(&cfg).expect("the embedded plan");
             State { plan: Arc::new(plan), pipe: None, n: 0 }
         });
