@@ -87,11 +87,13 @@ impl Conn {
         }
         let old = self.deadline();
         let now = Instant::now();
-        self.phase.set(phase);
-        self.since.set(now);
-        if phase == Phase::Headers {
+        // A request starts at its first byte; a pipelined one, whose bytes hyper had already
+        // read, at its headers.
+        if phase == Phase::Headers || (phase == Phase::Body && self.phase.get() == Phase::Idle) {
             self.request_start.set(now);
         }
+        self.phase.set(phase);
+        self.since.set(now);
         let new = self.deadline();
         if matches!((old, new), (None, Some(_))) || matches!((old, new), (Some(o), Some(n)) if n < o) {
             let _ = self.nudge.try_send(()); // full: a wake-up is already on its way
@@ -246,5 +248,49 @@ impl<S: Stream> hyper::rt::Write for Io<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         futures_lite::AsyncWrite::poll_close(Pin::new(&mut self.get_mut().stream), cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Deadlines = Deadlines {
+        idle: Duration::from_secs(30),
+        header: Duration::from_secs(10),
+        request: Duration::from_secs(120),
+    };
+
+    #[test]
+    fn each_phase_has_its_deadline_and_only_unserved_connections_are_evicted() {
+        let table = Rc::new(Table::new(D));
+        let (a, _a_nudged) = table.insert();
+        let (b, _b_nudged) = table.insert();
+        let c = &a.conn;
+        let left = |c: &Conn| c.deadline().map(|d| d.saturating_duration_since(Instant::now()));
+        assert!(left(c).unwrap() > Duration::from_secs(29), "idle");
+        c.enter(Phase::Headers);
+        assert!(left(c).unwrap() <= D.header, "headers");
+        let started = c.request_start.get();
+        c.enter(Phase::Body);
+        assert_eq!(
+            c.request_start.get(),
+            started,
+            "the body's deadline counts from the first byte"
+        );
+        assert!(left(c).unwrap() > D.header, "body");
+        c.enter(Phase::Committing);
+        assert_eq!(c.deadline(), None, "a commit is ours to finish");
+        c.enter(Phase::Idle);
+        std::thread::sleep(Duration::from_millis(5));
+        c.enter(Phase::Body); // pipelined: its headers were read with the previous request
+        assert!(c.request_start.get() > started);
+        // `a` is being served: the table evicts `b`, then finds nothing more to evict.
+        assert!(table.evict_oldest_unserved());
+        assert_eq!(b.conn.phase(), Phase::Evicted);
+        assert_eq!(b.conn.deadline().map(|d| d <= Instant::now()), Some(true));
+        assert!(!table.evict_oldest_unserved(), "a served connection is never evicted");
+        drop(b);
+        assert_eq!(table.open.borrow().len(), 1);
     }
 }
