@@ -270,6 +270,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for RecordJson<'a> {
                             }
                             keep(&mut record.data, next)
                         }
+                        // Not read by the pipeline, but of a type the SDK checks: a body with
+                        // another type there is refused, as the SDK refuses it (found by
+                        // fuzzing). Read as cheaply as skipping: a string's end, a number.
+                        b"PartitionKey" | b"EncryptionType" => {
+                            map.next_value::<Option<Bytes>>()?;
+                        }
+                        b"ApproximateArrivalTimestamp" => {
+                            map.next_value::<Option<f64>>()?;
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -473,6 +482,17 @@ mod tests {
         assert!(decode(body("a").as_bytes(), Records::default()).is_err());
         let (_, records) = decode(body("Yg==").as_bytes(), Records::default()).unwrap();
         assert_eq!(records.get(0), (b"a".as_slice(), "1"));
+        // A member the pipeline does not read, of another type than the SDK's: refused.
+        for bad in [
+            r#""PartitionKey":["a"]"#,
+            r#""EncryptionType":7"#,
+            r#""ApproximateArrivalTimestamp":"x""#,
+        ] {
+            let body = format!(r#"{{"Records":[{{"SequenceNumber":"1","Data":"YQ==",{bad}}}]}}"#);
+            assert!(decode(body.as_bytes(), Records::default()).is_err(), "{bad}");
+        }
+        let fine = r#"{"Records":[{"SequenceNumber":"1","Data":"YQ==","PartitionKey":null,"ApproximateArrivalTimestamp":1764500000}]}"#;
+        assert!(decode(fine.as_bytes(), Records::default()).is_ok());
         // A null leaves an earlier value alone (the SDK's reading).
         let (out, _) = decode(
             br#"{"NextShardIterator":"x","NextShardIterator":null}"#,
