@@ -140,18 +140,19 @@ pub fn kpl(data: &[u8]) {
 }
 
 /// The GetRecords body decoder against the SDK's own deserializer: whatever ours accepts, the
-/// SDK accepts too, with the same records and the same rest — for bodies that are UTF-8.
-/// Ours reads member names, sequence numbers and payloads as bytes and skips the members the
-/// pipeline does not use unread (`decode.rs`, for CPU), so it takes a body with invalid UTF-8
-/// in a part it skips where the SDK refuses the whole body; Kinesis sends JSON, so only
-/// the absence of a crash is checked there.
+/// SDK accepts too, with the same records and the same rest — for bodies that are valid JSON
+/// (serde_json's strict reading). Ours reads member names, sequence numbers and payloads as
+/// bytes and skips the members the pipeline does not use (`decode.rs`, for CPU), so it takes a
+/// body that is not quite JSON in a part it does not read (invalid UTF-8, a raw control
+/// character or a lone surrogate escape in a member name) where the SDK refuses the whole
+/// body; Kinesis sends JSON, so only the absence of a crash is checked there.
 pub fn get_records(data: &[u8]) {
     use sluicegate::source::kinesis::decode::decode;
     use sluicegate::source::kinesis::records::Records;
     let Ok((ours, records)) = decode(data, Records::default()) else {
         return; // refused: the SDK's deserializer reads it instead, so nothing to compare
     };
-    if std::str::from_utf8(data).is_err() {
+    if serde_json::from_slice::<serde_json::Value>(data).is_err() {
         return;
     }
     let sdk = sdk::decode(data).unwrap_or_else(|e| {
