@@ -472,7 +472,7 @@ const RAW_SEGMENT_BYTES: u64 = 4 << 20;
 /// What the memory-budget test allows above `buffer.memory_bytes_max` (stated in the README):
 /// the binary, its allocator and glommio's I/O memory, the RAW segments (4 partitions × 4 MiB
 /// open, 2 spares of 6 MiB), the encoder's Arrow chunk and Parquet files in flight. Measured
-/// peaks on 2026-11-26: 178–196 MiB in total over 7 runs (the commit before session 5's work
+/// peaks on 2026-11-26: 178–196 MiB in total over 7 runs (the commit before the HTTP receiver's
 /// included: 184 and 187), so 128 MiB was at the edge; the spread is not explained yet.
 const RSS_OVERHEAD_BYTES: u64 = 160 << 20;
 
