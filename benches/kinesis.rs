@@ -20,8 +20,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use md5::{Digest, Md5};
+use sluicegate::clock::SystemClock;
 use sluicegate::config::KinesisConfig;
-use sluicegate::runtime::clock::SystemClock;
 use sluicegate::source::kinesis::kpl::aggregate;
 use sluicegate::source::kinesis::replay::{get_records, list_shards, Replay};
 use sluicegate::source::kinesis::KinesisSource;

@@ -20,11 +20,11 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluicegate::buffer::ring::Ring;
 use sluicegate::buffer::row::{ArchivedCell, ColumnsBuilder, RowSource};
+use sluicegate::clock::FixedWallClock;
 use sluicegate::config::Config;
 use sluicegate::extract::value::{RecordRefs, StrRef, Val};
 use sluicegate::extract::{envelope, flatten};
 use sluicegate::pipeline::{Output, Pipeline};
-use sluicegate::runtime::clock::FixedWallClock;
 use sluicegate::source::generator::GeneratorSource;
 use sluicegate::source::FetchBatch;
 use std::hint::black_box;

@@ -22,6 +22,7 @@
 //! to make room, so idle or trickling sockets can delay a scrape by one round trip, never block
 //! it. Answers are a few KiB (metrics) to ~100 KiB (histograms).
 
+use crate::bearer::Token;
 use crate::config::AdminConfig;
 use crate::extract::Rule;
 use crate::telemetry::{Counters, Progress, Snapshot, StageHistograms, StageId};
@@ -49,7 +50,7 @@ pub struct AdminView {
     pub stop: Arc<AtomicBool>,
     pub started: Instant,
     pub started_at: SystemTime,
-    pub token_digest: Option<[u8; 32]>,
+    pub token: Option<Token>,
     /// The lake's store, for the requests its client retried by itself.
     pub store: Arc<dyn crate::store::ObjectStore>,
 }
@@ -73,14 +74,7 @@ impl Drop for Admin {
 /// Bind (failing the start if the address is taken) and serve on a thread of its own.
 pub fn start(cfg: &AdminConfig, mut view: AdminView) -> Result<Admin, String> {
     if let Some(var) = &cfg.token_env {
-        let t = std::env::var(var).map_err(|_| format!("admin.token_env: ${var} is not set"))?;
-        if t.len() < crate::source::http::TOKEN_CHARS_MIN {
-            return Err(format!(
-                "admin.token_env: the token in ${var} must be at least {} characters",
-                crate::source::http::TOKEN_CHARS_MIN
-            ));
-        }
-        view.token_digest = Some(crate::source::http::token_digest(&t));
+        view.token = Some(Token::from_env(var, "admin.token_env")?);
     }
     let tls = match &cfg.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(
@@ -180,9 +174,8 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 
 fn answer<B>(view: &AdminView, req: &Request<B>) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
-    if let Some(want) = &view.token_digest {
-        let got = crate::source::http::bearer(req.headers());
-        if !got.is_some_and(|t| crate::source::http::same_digest(want, t)) {
+    if let Some(token) = &view.token {
+        if token.check(req.headers()).is_err() {
             return text(
                 StatusCode::UNAUTHORIZED,
                 PLAIN,
@@ -525,7 +518,7 @@ mod tests {
             stop: Arc::new(AtomicBool::new(false)),
             started: Instant::now(),
             started_at: SystemTime::now(),
-            token_digest: None,
+            token: None,
             store: Arc::new(crate::store::local::LocalDirStore::new(dir.path(), false).unwrap()),
         };
         // SAFETY (set_var): this variable is this test's own; nothing else reads it.

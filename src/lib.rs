@@ -12,17 +12,20 @@
 //! ```
 //!
 //! Embedding: build a [`config::Config`] (or load one), then
-//! `Engine::builder(config).build()?.run()?` returns a [`telemetry::report::RunReport`]. A clock,
+//! `Engine::builder(config).build()?.run()?` returns a [`engine::report::RunReport`]. A clock,
 //! an object store and a stop flag can be injected through the builder.
 
 pub mod admin;
 pub mod audit;
 pub mod aws;
+pub mod bearer;
 pub mod buffer;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod engine;
 pub mod extract;
+pub mod lineage;
 pub mod load;
 pub mod pipeline;
 pub mod rng;

@@ -354,7 +354,7 @@ fn validate_deep(cfg: &Config) -> Result<Vec<String>, String> {
         }
     }
     let keyring = Arc::new(keyring);
-    let now = sluicegate::runtime::clock::Clock::now_us(&sluicegate::runtime::clock::SystemClock);
+    let now = sluicegate::clock::Clock::now_us(&sluicegate::clock::SystemClock);
     let cores = sluicegate::runtime::resolve_cores(&cfg.runtime.cores)?.len();
     let mut built = cfg.clone();
     built.sources.retain(|s| {
@@ -434,7 +434,7 @@ fn encrypt(keys: &Path, key_id: &str, input: &Path, output: &Path) -> Result<(),
 }
 
 fn generate(output: &Path, cfg: &GeneratorConfig, ndjson: bool, keys: Option<&Path>) -> Result<(), String> {
-    use sluicegate::runtime::clock::{Clock, SystemClock};
+    use sluicegate::clock::{Clock, SystemClock};
     use sluicegate::source::generator::GeneratorSource;
     let mut ring = keyring::Keyring::default();
     match keys {

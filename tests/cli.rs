@@ -37,7 +37,7 @@ fn the_embedded_default_runs_and_prints_one_screen() {
     let quarantined = quarantine_lines(&lake).len();
     assert_eq!(etl + quarantined, 3000);
     assert!(
-        out.contains(&format!("etl {}", sluicegate::telemetry::report::thousands(etl as u64))),
+        out.contains(&format!("etl {}", sluicegate::engine::report::thousands(etl as u64))),
         "{out}"
     );
     assert!(quarantined > 0, "the embedded default mixes in 1% bad records");
@@ -438,7 +438,7 @@ fn sigkill_while_spilling_then_restart_recovers_the_spill_exactly_once() {
         .spawn()
         .unwrap();
     let spill = state.join("spill");
-    let spilled = || sluicegate::buffer::recover::spill_files(&spill).len();
+    let spilled = || sluicegate::buffer::spill::spill_files(&spill).len();
     // Kill it once segments are on disk and positions they cover have been checkpointed.
     wait_for("spill files and a checkpoint", Duration::from_secs(60), || {
         spilled() >= 4 && !files(&state.join("checkpoints"), ".json").is_empty()

@@ -5,9 +5,9 @@
 mod support;
 
 use base64::Engine as _;
+use sluicegate::clock::FixedWallClock;
 use sluicegate::config::{Config, Encryption, FileConfig, Framing};
 use sluicegate::extract::timestamp::{dt_hr, hour_bucket, parse_rfc3339};
-use sluicegate::runtime::clock::FixedWallClock;
 use sluicegate::source::generator::event::Expected;
 use sluicegate::Engine;
 use std::collections::{HashMap, HashSet};
@@ -38,7 +38,7 @@ fn config(lake: &Path) -> Config {
 }
 
 /// Run the engine in process on `cfg`, at the pinned wall time.
-fn run(cfg: &Config) -> sluicegate::telemetry::report::RunReport {
+fn run(cfg: &Config) -> sluicegate::engine::report::RunReport {
     Engine::builder(cfg.clone())
         .clock(clock())
         .build()
@@ -422,7 +422,7 @@ fn a_stalled_store_fills_the_spill_not_memory_and_everything_lands_when_it_recov
 
     // While the store is down: files wait in the outbox, then on disk.
     let on_disk = || {
-        sluicegate::buffer::recover::spill_files(&dir.path().join("spill")).len()
+        sluicegate::buffer::spill::spill_files(&dir.path().join("spill")).len()
             + files(&dir.path().join("spill"), ".part").len()
     };
     wait_for(

@@ -304,7 +304,7 @@ pub fn json_record(data: &[u8]) {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         if s.pipe.is_none() || s.n.is_multiple_of(RECORDS_PER_PIPELINE) {
-            let clock = Arc::new(sluicegate::runtime::clock::ManualClock::new(1_764_151_200_000_000));
+            let clock = Arc::new(sluicegate::clock::ManualClock::new(1_764_151_200_000_000));
             let mut pipe = Pipeline::new(s.plan.clone(), 0, clock);
             pipe.add_partition(0, "0", Default::default());
             s.pipe = Some(pipe);

@@ -14,7 +14,7 @@
 //! Bounds: one request in flight per lane; the lane's memory is one prepared request.
 
 use crate::profile::Slot;
-use crate::record::Recorder;
+use crate::record::{Answer, Recorder};
 use std::future::Future;
 
 /// The clock a lane waits on: nanoseconds since the start of the run.
@@ -22,19 +22,6 @@ pub trait Pace {
     fn now_ns(&self) -> u64;
     /// Return at `t_ns` (at once if that time has passed).
     fn wait_until(&self, t_ns: u64) -> impl Future<Output = ()>;
-}
-
-/// What became of one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Answer {
-    /// Records the target took (durable, for the HTTP receiver's 200).
-    pub accepted: u64,
-    /// Records the target refused (429/503, a failed PutRecords entry) or that never arrived.
-    pub refused: u64,
-    /// Of the accepted records, those the pipeline must land in the ETL zone.
-    pub accepted_good: u64,
-    /// A transport or protocol error (not a refusal).
-    pub error: bool,
 }
 
 /// A target's side of a lane: builds requests and sends them, one at a time.

@@ -12,9 +12,21 @@
 //! schedule), `accepted`/`refused` are binned by the interval of the answer (throughput). Histograms hold microseconds from 1 µs to
 //! [`LATENCY_MAX_US`] with 3 significant digits; a longer latency is recorded as the maximum.
 
-use crate::lane::Answer;
 use hdrhistogram::Histogram;
 use std::time::Duration;
+
+/// What became of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Answer {
+    /// Records the target took (durable, for the HTTP receiver's 200).
+    pub accepted: u64,
+    /// Records the target refused (429/503, a failed PutRecords entry) or that never arrived.
+    pub refused: u64,
+    /// Of the accepted records, those the pipeline must land in the ETL zone.
+    pub accepted_good: u64,
+    /// A transport or protocol error (not a refusal).
+    pub error: bool,
+}
 
 /// Longest latency the histograms hold: one hour.
 pub const LATENCY_MAX_US: u64 = 3_600_000_000;

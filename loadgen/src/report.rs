@@ -285,7 +285,7 @@ fn escape(t: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lane::Answer;
+    use crate::record::Answer;
 
     fn recorder() -> Recorder {
         let mut r = Recorder::new(Duration::from_secs(1));

@@ -56,7 +56,7 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 /// A sluicegate engine on its own threads, drained when dropped.
 struct Receiver {
     stop: Arc<AtomicBool>,
-    run: Option<std::thread::JoinHandle<sluicegate::telemetry::report::RunReport>>,
+    run: Option<std::thread::JoinHandle<sluicegate::engine::report::RunReport>>,
 }
 
 impl Receiver {
@@ -73,7 +73,7 @@ impl Receiver {
         }
     }
 
-    fn stop(mut self) -> sluicegate::telemetry::report::RunReport {
+    fn stop(mut self) -> sluicegate::engine::report::RunReport {
         self.stop.store(true, Ordering::SeqCst);
         self.run.take().unwrap().join().unwrap()
     }

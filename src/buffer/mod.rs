@@ -22,7 +22,6 @@
 //! `size_of::<Loc>()` bytes per buffered record, counted in the budget, and so is whatever else
 //! the caller counts in it (the pipeline's tracked batches and unflushed audit rows).
 
-pub mod recover;
 pub mod ring;
 pub mod row;
 pub mod spill;
@@ -32,7 +31,7 @@ mod model_tests;
 
 use crate::extract::schema::ColumnType;
 use crate::extract::value::{RecordRefs, Val};
-use crate::load::Provenance;
+use crate::lineage::{due_keys, Due, Origin, Provenance};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use ring::{Effects, Loc, Ring};
@@ -60,35 +59,6 @@ pub struct SealPolicy {
     pub open_partitions_max: usize,
 }
 
-/// Which open outputs to seal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Due {
-    /// Those opened at least their interval before this monotonic time.
-    Aged(u64),
-    /// All of them (drain).
-    All,
-}
-
-/// Keys of the open outputs in `map` that are due, sorted, so sealing order (and with it file
-/// names) is deterministic. Shared by every rolling writer: buffers, RAW and quarantine.
-pub fn due_keys<K: Copy + Ord, V>(
-    map: &HashMap<K, V>,
-    opened_ns: impl Fn(&V) -> u64,
-    due: Due,
-    interval_ns: u64,
-) -> Vec<K> {
-    let mut keys: Vec<K> = map
-        .iter()
-        .filter(|(_, v)| match due {
-            Due::All => true,
-            Due::Aged(now) => now.saturating_sub(opened_ns(v)) >= interval_ns,
-        })
-        .map(|(k, _)| *k)
-        .collect();
-    keys.sort();
-    keys
-}
-
 /// A sealed buffer, ready to encode: where its records are in the ring.
 #[derive(Debug)]
 pub struct Sealed {
@@ -104,16 +74,6 @@ impl Sealed {
     pub fn records(&self) -> usize {
         self.locs.len()
     }
-}
-
-/// Where a record came from.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin {
-    pub batch_id: u64,
-    pub slot: usize,
-    pub position: u64,
-    /// The record's index in its partition's stream (see [`Provenance`]).
-    pub ordinal: u64,
 }
 
 /// What an append did.

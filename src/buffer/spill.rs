@@ -312,6 +312,26 @@ fn gerr<T>(e: glommio::GlommioError<T>) -> io::Error {
     io::Error::other(e.to_string())
 }
 
+/// Every spill file under `root`, sorted.
+pub fn spill_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return out;
+    };
+    for d in dirs.flatten() {
+        if let Ok(files) = std::fs::read_dir(d.path()) {
+            out.extend(
+                files
+                    .flatten()
+                    .map(|f| f.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == EXTENSION)),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,7 +433,7 @@ mod tests {
             // A run that dies leaves `b` behind: the next start deletes it, and recovery does
             // not take it for a spill file.
             drop(spill);
-            assert!(super::super::recover::spill_files(&root).is_empty());
+            assert!(super::spill_files(&root).is_empty());
             let again = SpillDir::new(&root, 0, "r2", 3 * ALIGN as u64).unwrap();
             assert_eq!(std::fs::read_dir(&parked).unwrap().count(), 0);
             assert_eq!(again.bytes(), 0);

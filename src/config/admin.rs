@@ -2,7 +2,7 @@
 //!
 //! Owns: the endpoint's keys, their `DEFAULT_*` constants and their validation.
 
-use super::validate::Validator;
+use super::validator::Validator;
 use serde::{Deserialize, Serialize};
 
 /// Loopback by default: metrics and histograms say a lot about the traffic, so exposing them

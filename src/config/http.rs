@@ -6,7 +6,7 @@
 //! request bodies in memory ≤ `body_memory_bytes_max` per core, and each open connection
 //! (≤ `connections_max`) a header buffer of at most `source::http::HEADER_BUFFER_BYTES`.
 
-use super::validate::{bytes_human, Validator};
+use super::validator::{bytes_human, Validator};
 use super::MIB;
 use serde::{Deserialize, Serialize};
 

@@ -4,7 +4,7 @@
 //! of the service (5 GetRecords calls/s, 2 MB/s, 10,000 records a call) are the upper bounds of
 //! the per-shard keys: the appliance may read slower than the service allows, never faster.
 
-use super::validate::{bytes_human, Validator};
+use super::validator::{bytes_human, Validator};
 use super::MIB;
 use serde::{Deserialize, Serialize};
 

@@ -235,7 +235,7 @@ fn an_in_process_source_is_valid_but_cannot_feed_infer() {
 
 #[test]
 fn outbox_limits_reach_the_plan_and_are_bounded() {
-    use crate::runtime::outbox::OutboxLimits;
+    use crate::pipeline::OutboxLimits;
     let plan = |text: &str| crate::engine::plan_for_test(&parse(text).unwrap()).unwrap().outbox;
     assert_eq!(plan(MINIMAL), OutboxLimits::default());
     let text = format!(

@@ -1,6 +1,6 @@
 use super::*;
 use crate::store::checkpoint::Checkpoint;
-use crate::store::{LocalCheckpoints, LocalDirStore};
+use crate::store::{IntentRun, LocalCheckpoints, LocalDirStore, LocalIntents};
 
 fn intent(id: &str, key: &str, runs: &[(&str, u64, u64)]) -> Intent {
     Intent {

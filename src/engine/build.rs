@@ -4,12 +4,12 @@
 //! (the Kinesis source's client runtime aside), so tests and `validate` use it too.
 
 use super::EngineError;
+use crate::clock::Clock;
 use crate::config::{Config, SourceKind, TableConfig};
 use crate::extract::keyring::Keyring;
 use crate::extract::schema::{ColumnType, Schema, SchemaFile};
 use crate::load::layout::Layout;
 use crate::pipeline::{Plan, SourcePlan, TablePlan};
-use crate::runtime::clock::Clock;
 use crate::source::generator::{event::BUILTIN_SCHEMA_JSON, GeneratorSource, BUILTIN_PREFIX, BUILTIN_SCHEMA_NAME};
 use crate::source::{file::FileSource, http::HttpSource, kinesis::KinesisSource, Source};
 use crate::store::CheckpointStore;
@@ -44,7 +44,7 @@ pub fn load_keyring(config: &Config) -> Result<Keyring, EngineError> {
         tracing::warn!(warning = %w, "keyring");
     }
     let mut k = Keyring::default();
-    let e = |e: crate::extract::keyring::KeyringError| EngineError(e.to_string());
+    let e = |e: crate::extract::keyring::KeyringError| EngineError::Config(e.to_string());
     if config.keys.demo {
         k.insert_demo().map_err(e)?;
     }
@@ -71,7 +71,7 @@ pub fn build_sources(
         .sources
         .iter()
         .map(|s| -> Result<Arc<dyn Source>, EngineError> {
-            let e = |e: crate::source::SourceError| EngineError(e.to_string());
+            let e = |e: crate::source::SourceError| EngineError::Source(e.to_string());
             Ok(match s.kind().expect("validated: exactly one source kind") {
                 SourceKind::Generator(g) => {
                     Arc::new(GeneratorSource::try_new(&s.name, g, s.encryption, keyring.clone(), now_us).map_err(e)?)
@@ -85,7 +85,7 @@ pub fn build_sources(
                     Arc::new(HttpSource::try_new(&s.name, h, state, cores).map_err(e)?)
                 }
                 SourceKind::InProcess(_) => supplied.get(&s.name).cloned().ok_or_else(|| {
-                    EngineError(format!(
+                    EngineError::Config(format!(
                         "source {:?} is in_process: only a program that embeds the engine can supply its records \
                          (EngineBuilder::in_process_source); the sluicegate binary has none",
                         s.name
@@ -103,17 +103,17 @@ pub fn schema_file(t: &TableConfig) -> Result<Option<SchemaFile>, EngineError> {
     } else if t.schema == BUILTIN_SCHEMA_NAME {
         BUILTIN_SCHEMA_JSON.to_string()
     } else if t.schema.starts_with(BUILTIN_PREFIX) {
-        return Err(EngineError(format!(
+        return Err(EngineError::Config(format!(
             "table {}: unknown built-in schema {:?} (available: {BUILTIN_SCHEMA_NAME})",
             t.name, t.schema
         )));
     } else {
         std::fs::read_to_string(&t.schema)
-            .map_err(|e| EngineError(format!("table {}: cannot read schema {}: {e}", t.name, t.schema)))?
+            .map_err(|e| EngineError::Config(format!("table {}: cannot read schema {}: {e}", t.name, t.schema)))?
     };
     SchemaFile::from_json(&text)
         .map(Some)
-        .map_err(|e| EngineError(format!("table {}: schema {}: {e}", t.name, t.schema)))
+        .map_err(|e| EngineError::Config(format!("table {}: schema {}: {e}", t.name, t.schema)))
 }
 
 /// Routers, one per source, by table index.
@@ -144,7 +144,7 @@ pub fn compile_table(
     version: u32,
     keyring: &Keyring,
 ) -> Result<TablePlan, EngineError> {
-    let err = |m: String| EngineError(format!("table {}: {m}", t.name));
+    let err = |m: String| EngineError::Config(format!("table {}: {m}", t.name));
     let schema = Schema::compile(file).map_err(|e| err(format!("schema: {e}")))?;
     let event_time = match &t.event_time {
         None => None,
@@ -241,12 +241,61 @@ pub fn build_plan(
             .clone()
             .or_else(|| cfg.state.dir.as_ref().map(|d| d.join("spill"))),
         spill_bytes_max: cfg.buffer.spill_bytes_max,
-        outbox: crate::runtime::outbox::OutboxLimits {
+        outbox: crate::pipeline::OutboxLimits {
             memory_bytes_max: cfg.buffer.outbox_memory_bytes_max,
             bookkeeping_bytes_max: cfg.buffer.outbox_bookkeeping_bytes_max,
             entries_max: cfg.buffer.outbox_entries_max as usize,
         },
     }
+}
+
+/// Every table compiled with its schema: a schema file is registered under `_schemas/` (after
+/// it compiles: a schema that cannot run is never stored); `"infer"` reuses the latest stored
+/// version, or infers one from sample records and registers it.
+pub fn compile_tables(
+    cfg: &Config,
+    sources: &[Arc<dyn Source>],
+    routers: &[Router],
+    keyring: &Arc<Keyring>,
+    clock: &dyn Clock,
+    store: &dyn crate::store::ObjectStore,
+    layout: &Layout,
+) -> Result<Vec<TablePlan>, EngineError> {
+    let mut files: Vec<Option<(u32, SchemaFile)>> = Vec::new();
+    let mut to_infer = Vec::new();
+    for (i, t) in cfg.tables.iter().enumerate() {
+        match schema_file(t)? {
+            Some(f) => {
+                compile_table(cfg, t, &f, 0, keyring)?;
+                let v = crate::load::schemas::register(store, layout, &t.name, &f)
+                    .map_err(|e| EngineError::Store(format!("table {}: registering schema: {e}", t.name)))?;
+                files.push(Some((v, f)));
+            }
+            None => {
+                let stored = crate::load::schemas::latest(store, layout, &t.name).map_err(EngineError::Store)?;
+                if stored.is_none() {
+                    to_infer.push(i);
+                }
+                files.push(stored);
+            }
+        }
+    }
+    if !to_infer.is_empty() {
+        for (t, f) in infer_schemas(cfg, sources, routers, keyring, clock, &to_infer)? {
+            compile_table(cfg, &cfg.tables[t], &f, 0, keyring)?;
+            let name = &cfg.tables[t].name;
+            let v = crate::load::schemas::register(store, layout, name, &f).map_err(EngineError::Store)?;
+            files[t] = Some((v, f));
+        }
+    }
+    cfg.tables
+        .iter()
+        .zip(&files)
+        .map(|(t, f)| {
+            let (v, f) = f.as_ref().expect("every table has a schema by now");
+            compile_table(cfg, t, f, *v, keyring)
+        })
+        .collect()
 }
 
 /// A plan for tests and benchmarks: every table from its schema file (version 1), nothing
@@ -257,7 +306,8 @@ pub fn plan_for_test(cfg: &Config) -> Result<Plan, EngineError> {
         .tables
         .iter()
         .map(|t| {
-            let f = schema_file(t)?.ok_or_else(|| EngineError(format!("table {}: infer needs a run", t.name)))?;
+            let f =
+                schema_file(t)?.ok_or_else(|| EngineError::Config(format!("table {}: infer needs a run", t.name)))?;
             compile_table(cfg, t, &f, 1, &keyring)
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -285,10 +335,10 @@ pub(super) fn infer_schemas(
             continue; // nothing to read before the run (validated: it feeds no "infer" table)
         }
         let encrypted = config.sources[si].encryption == crate::config::Encryption::Envelope;
-        let parts = source.partitions().map_err(|e| EngineError(e.to_string()))?;
+        let parts = source.partitions().map_err(|e| EngineError::Source(e.to_string()))?;
         let mut read = 0;
         for p in parts {
-            let mut reader = source.open(&p, None).map_err(|e| EngineError(e.to_string()))?;
+            let mut reader = source.open(&p, None).map_err(|e| EngineError::Source(e.to_string()))?;
             let mut batch = crate::source::FetchBatch::default();
             let mut idle = std::time::Duration::ZERO;
             loop {
@@ -297,7 +347,7 @@ pub(super) fn infer_schemas(
                 }
                 let kind = reader
                     .fetch(&mut batch, 1000, clock)
-                    .map_err(|e| EngineError(e.to_string()))?;
+                    .map_err(|e| EngineError::Source(e.to_string()))?;
                 for r in &batch.records {
                     read += 1;
                     let mut buf = batch.payload(r).to_vec();
@@ -333,9 +383,9 @@ pub(super) fn infer_schemas(
     inferrers
         .into_iter()
         .map(|(t, inf)| {
-            inf.finish()
-                .map(|f| (t, f))
-                .map_err(|e| EngineError(format!("table {}: cannot infer a schema: {e}", config.tables[t].name)))
+            inf.finish().map(|f| (t, f)).map_err(|e| {
+                EngineError::Config(format!("table {}: cannot infer a schema: {e}", config.tables[t].name))
+            })
         })
         .collect()
 }
@@ -369,14 +419,15 @@ mod tests {
             &sources,
             &build_routers(&cfg),
             &Keyring::default(),
-            &crate::runtime::clock::SystemClock,
+            &crate::clock::SystemClock,
             &[0],
         )
         .unwrap_err();
+        assert!(matches!(e, EngineError::Config(_)), "{e:?}");
         assert!(
-            e.0.contains("table t: cannot infer a schema: no columns could be inferred from 0 sample records"),
-            "{}",
-            e.0
+            e.to_string()
+                .contains("table t: cannot infer a schema: no columns could be inferred from 0 sample records"),
+            "{e}"
         );
         // Both shards were waited on, each for the bound, and no longer.
         let took = started.elapsed();

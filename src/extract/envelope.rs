@@ -18,13 +18,12 @@
 //!
 //! Decryption happens in place: the ciphertext bytes become the plaintext, no allocation.
 
-use super::keyring::Keyring;
+use super::keyring::{valid_key_id, Keyring, KEY_ID_LEN_MAX};
 use super::{Reject, Rule, Stage};
 use ring::aead::{Aad, LessSafeKey, Nonce, NONCE_LEN};
 use std::ops::Range;
 
 pub const VERSION: u8 = 1;
-pub const KEY_ID_LEN_MAX: usize = 64;
 pub const TAG_LEN: usize = 16;
 /// Smallest possible envelope: header with a 1-byte key id, nonce, empty ciphertext, tag.
 pub const ENVELOPE_LEN_MIN: usize = 2 + 1 + NONCE_LEN + TAG_LEN;
@@ -32,15 +31,6 @@ pub const ENVELOPE_LEN_MIN: usize = 2 + 1 + NONCE_LEN + TAG_LEN;
 /// Bytes an envelope adds around a plaintext with this key id.
 pub fn overhead(key_id: &str) -> usize {
     2 + key_id.len() + NONCE_LEN + TAG_LEN
-}
-
-/// Whether a key id may appear in an envelope.
-pub fn valid_key_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= KEY_ID_LEN_MAX
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Append an envelope of `plaintext` to `out`.

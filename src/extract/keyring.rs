@@ -17,13 +17,23 @@
 //! says otherwise (`keys.file_mode_check = false`).
 //! Bounds: at most [`KEYRING_KEYS_MAX`] keys.
 
-use super::envelope;
 use base64::Engine as _;
 use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use ring::hmac;
 use std::collections::HashMap;
 use std::path::Path;
 use zeroize::{Zeroize, Zeroizing};
+
+pub const KEY_ID_LEN_MAX: usize = 64;
+
+/// Whether a key id may appear in an envelope.
+pub fn valid_key_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= KEY_ID_LEN_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
 /// A keyring this large is a rotation that was never cleaned up.
 pub const KEYRING_KEYS_MAX: usize = 1024;
@@ -96,7 +106,7 @@ impl Keyring {
     /// Add a key; `bytes` (this copy) is zeroed before returning.
     pub fn insert(&mut self, id: &str, bytes: [u8; 32]) -> Result<(), KeyringError> {
         let bytes = Zeroizing::new(bytes);
-        if !envelope::valid_key_id(id) {
+        if !valid_key_id(id) {
             return Err(KeyringError::InvalidId(id.into()));
         }
         if self.keys.len() >= KEYRING_KEYS_MAX {
@@ -191,7 +201,7 @@ impl Keyring {
 
 /// A new random key entry line, `id:base64`.
 pub fn generate_entry(id: &str) -> Result<String, KeyringError> {
-    if !envelope::valid_key_id(id) {
+    if !valid_key_id(id) {
         return Err(KeyringError::InvalidId(id.into()));
     }
     let mut bytes = [0u8; 32];

@@ -15,6 +15,7 @@
 //! ever writing the same key. File names are unique per (run, core, zone) by a sequence.
 
 use crate::extract::timestamp::{civil_from_days, dt_hr, hour_bucket, MICROS_PER_SECOND};
+use crate::lineage::safe_id;
 
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -93,29 +94,6 @@ pub fn run_id(now_us: i64, random: u16) -> String {
         (s / 60) % 60,
         s % 60
     )
-}
-
-/// A partition id fit for a file name: kept as is when it is short and of `[A-Za-z0-9._-]`,
-/// otherwise the tail of it made safe plus a hash of the whole (so two ids never collide).
-pub fn safe_id(id: &str) -> String {
-    const KEEP_MAX: usize = 40;
-    let safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
-    if !id.is_empty() && id.len() <= 64 && id.bytes().all(safe) && !id.starts_with('.') {
-        return id.to_string();
-    }
-    let cleaned: String = id.bytes().map(|b| if safe(b) { b as char } else { '_' }).collect();
-    let tail = &cleaned[cleaned.len().saturating_sub(KEEP_MAX)..];
-    format!("{}~{:016x}", tail.trim_start_matches('.'), fnv1a(id.as_bytes()))
-}
-
-/// FNV-1a 64: a stable hash (unlike `std`'s, which may change between releases).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 #[cfg(test)]

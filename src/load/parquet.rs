@@ -101,7 +101,7 @@ fn distinct_share(col: &dyn arrow_array::Array) -> Option<f64> {
 }
 
 fn fnv(b: &[u8]) -> u64 {
-    super::layout::fnv1a(b)
+    crate::lineage::fnv1a(b)
 }
 
 /// `base`, with the dictionary switched off for the columns of `batch` whose values are

@@ -9,8 +9,8 @@
 //!
 //! Files seal at `quarantine.file_bytes_max` uncompressed bytes or `quarantine.interval_ms`.
 
-use super::Provenance;
-use crate::buffer::{due_keys, Due, Origin};
+use crate::lineage::Provenance;
+use crate::lineage::{due_keys, Due, Origin};
 use base64::Engine as _;
 use serde::Serialize;
 use std::collections::HashMap;

@@ -13,8 +13,8 @@
 //! [`RAW_SPARE_BUFFERS_MAX`] spare buffers. Its `dt`/`hr` are the ingest hour at which it was opened.
 
 use super::lz4frame::Lz4FrameWriter;
-use super::Provenance;
-use crate::buffer::{due_keys, Due};
+use crate::lineage::Provenance;
+use crate::lineage::{due_keys, Due};
 use crate::source::{framing, FetchBatch};
 use std::collections::HashMap;
 

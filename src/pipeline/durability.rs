@@ -9,10 +9,11 @@
 
 use super::{Checkpoints, InFlightFile, Output, Pipeline};
 use crate::audit::{crc32c_hex, FileRow};
-use crate::delivery::{Intent, IntentRun};
+use crate::lineage::Provenance;
 use crate::load::layout::object_name;
-use crate::load::{FileMeta, Provenance, ReadyFile, Zone, NO_INDEX};
+use crate::load::{FileMeta, ReadyFile, Zone, NO_INDEX};
 use crate::store::checkpoint::Checkpoint;
+use crate::store::{Intent, IntentRun};
 
 impl Pipeline {
     /// Write the pending audit rows, then the checkpoints of positions that became durable.

@@ -26,18 +26,18 @@ mod retiring;
 pub mod tracker;
 
 use crate::audit::{AuditLog, FetchRow, FileRow};
-use crate::buffer::{BufferSet, Due, Origin, SealPolicy, Sealed};
+use crate::buffer::{BufferSet, SealPolicy, Sealed};
+use crate::clock::Clock;
 use crate::config::Encryption;
-use crate::delivery::Skip;
 use crate::extract::keyring::Keyring;
 use crate::extract::schema::Schema;
 use crate::extract::timestamp::{hour_bucket, rfc3339};
 use crate::extract::Reject;
+use crate::lineage::{Due, Origin, Skip};
 use crate::load::layout::{file_name, Layout};
 use crate::load::quarantine::{encode_payload, QuarantineFiles, QuarantineLine};
 use crate::load::raw::RawSegments;
 use crate::load::{FileMeta, ReadyFile, Zone};
-use crate::runtime::clock::Clock;
 use crate::source::FetchBatch;
 use crate::store::checkpoint::Checkpoint;
 use crate::telemetry::{Counters, StageHistograms, StageId};
@@ -99,7 +99,31 @@ pub struct Plan {
     pub spill_dir: Option<std::path::PathBuf>,
     pub spill_bytes_max: u64,
     /// What a core's outbox holds before it parks files or stops fetching.
-    pub outbox: crate::runtime::outbox::OutboxLimits,
+    pub outbox: OutboxLimits,
+}
+
+/// What a core's outbox holds (`buffer.outbox_*`; defaults `config::DEFAULT_OUTBOX_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Bytes of waiting files kept in memory; past it, files are parked on disk.
+    pub memory_bytes_max: u64,
+    /// Memory of unacknowledged files' bookkeeping; past it, submitting waits.
+    pub bookkeeping_bytes_max: u64,
+    /// Submissions unacknowledged (waiting, parked or at the edge); past it, submitting waits.
+    pub entries_max: usize,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> OutboxLimits {
+        use crate::config::{
+            DEFAULT_OUTBOX_BOOKKEEPING_BYTES_MAX, DEFAULT_OUTBOX_ENTRIES_MAX, DEFAULT_OUTBOX_MEMORY_BYTES_MAX,
+        };
+        OutboxLimits {
+            memory_bytes_max: DEFAULT_OUTBOX_MEMORY_BYTES_MAX,
+            bookkeeping_bytes_max: DEFAULT_OUTBOX_BOOKKEEPING_BYTES_MAX,
+            entries_max: DEFAULT_OUTBOX_ENTRIES_MAX as usize,
+        }
+    }
 }
 
 /// A partition owned by this core.
@@ -107,7 +131,7 @@ pub struct Plan {
 pub struct OwnedPartition {
     pub source: u16,
     pub id: String,
-    /// Ordinal of the partition's next record in this process (see `load::Provenance`).
+    /// Ordinal of the partition's next record in this process (see `lineage::Provenance`).
     next_ordinal: u64,
     /// Positions already delivered by files of an earlier run (the delivery contract): the
     /// replay skips them.
@@ -307,7 +331,7 @@ impl Pipeline {
             if batch.cursor.is_some() {
                 let id = self.tracker.open(
                     slot,
-                    crate::source::Resume {
+                    crate::lineage::Resume {
                         position: batch.next_position,
                         cursor: batch.cursor.clone(),
                     },
@@ -321,7 +345,7 @@ impl Pipeline {
         let source = self.partitions[slot].source;
         let batch_id = self.tracker.open(
             slot,
-            crate::source::Resume {
+            crate::lineage::Resume {
                 position: batch.next_position,
                 cursor: batch.cursor.clone(),
             },
@@ -361,7 +385,7 @@ impl Pipeline {
                 continue;
             }
             let sampled = self.sample();
-            let ctx = record::Ctx {
+            let ctx = record::Arrival {
                 source,
                 slot,
                 partition_id: &self.partitions[slot].id,
@@ -381,7 +405,7 @@ impl Pipeline {
                 &mut self.hist,
                 payload,
             ) {
-                Ok(record::Done::Buffered(appended)) => {
+                Ok(record::Outcome::Buffered(appended)) => {
                     self.counters.records_etl += 1;
                     if appended.new_batch {
                         self.tracker.hold(batch_id);
@@ -391,7 +415,7 @@ impl Pipeline {
                         out.push(out_item);
                     }
                 }
-                Ok(record::Done::Dropped) => self.counters.records_dropped += 1,
+                Ok(record::Outcome::Dropped) => self.counters.records_dropped += 1,
                 Err((table, reject)) => self.quarantine(origin, payload, table, &reject, ingest_us, out),
             }
         }

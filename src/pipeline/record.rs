@@ -16,7 +16,8 @@
 //! [`Work`], refilled, and put back (`Tape::reset`) so its allocation lives on.
 
 use super::{Plan, Rows, SourcePlan, Work};
-use crate::buffer::{Appended, BufferSet, Origin, PartitionKey};
+use crate::buffer::{Appended, BufferSet, PartitionKey};
+use crate::clock::Clock;
 use crate::config::Encryption;
 use crate::extract::envelope;
 use crate::extract::flatten::flatten;
@@ -24,24 +25,24 @@ use crate::extract::shown::{Reveal, Shown, VALUE};
 use crate::extract::timestamp::{hour_bucket, rfc3339, MICROS_PER_SECOND};
 use crate::extract::value::{RecordRefs, Val};
 use crate::extract::{Reject, Rule, Stage};
-use crate::runtime::clock::Clock;
+use crate::lineage::Origin;
 use crate::telemetry::{StageHistograms, StageId};
 use crate::transform::MetaValues;
 
 /// Where a record came from and when.
-pub struct Ctx<'a> {
+pub struct Arrival<'a> {
     pub source: u16,
     pub slot: usize,
     pub partition_id: &'a str,
     pub position: u64,
-    /// The record's index in its partition's stream (see `load::Provenance`).
+    /// The record's index in its partition's stream (see `lineage::Provenance`).
     pub ordinal: u64,
     pub batch_id: u64,
     pub ingest_us: i64,
     pub now_ns: u64,
 }
 
-pub enum Done {
+pub enum Outcome {
     Buffered(Appended),
     /// Routed to nowhere by an `unmatched = "drop"` route.
     Dropped,
@@ -76,11 +77,11 @@ pub fn process(
     plan: &Plan,
     work: &mut Work,
     buffers: &mut BufferSet,
-    ctx: &Ctx,
+    ctx: &Arrival,
     mut timer: Option<Timer>,
     hist: &mut StageHistograms,
     payload: &[u8],
-) -> Result<Done, (Option<usize>, Reject)> {
+) -> Result<Outcome, (Option<usize>, Reject)> {
     let source = &plan.sources[ctx.source as usize];
     work.buf.clear();
     work.buf.extend_from_slice(payload);
@@ -128,10 +129,10 @@ fn parse_and_buffer<'d>(
     tape: &mut simd_json::tape::Tape<'d>,
     rows: &mut Rows,
     buffers: &mut BufferSet,
-    ctx: &Ctx,
+    ctx: &Arrival,
     timer: &mut Option<Timer>,
     hist: &mut StageHistograms,
-) -> Result<Done, (Option<usize>, Reject)> {
+) -> Result<Outcome, (Option<usize>, Reject)> {
     simd_json::fill_tape_padded(doc, doc_len, json, tape).map_err(|e| {
         (
             None,
@@ -147,7 +148,7 @@ fn parse_and_buffer<'d>(
     let nodes = &tape.0[..];
 
     let Some(t) = source.router.route(nodes).map_err(|e| (None, e))? else {
-        return Ok(Done::Dropped);
+        return Ok(Outcome::Dropped);
     };
     let table = &plan.tables[t];
     let columns = &table.schema.columns;
@@ -204,7 +205,7 @@ fn parse_and_buffer<'d>(
     };
     let appended = buffers.append(key, &rows.outputs, &refs, event_us, origin, ctx.now_ns);
     Timer::lap(timer, hist, StageId::Buffer);
-    Ok(Done::Buffered(appended))
+    Ok(Outcome::Buffered(appended))
 }
 
 fn check_bounds(plan: &Plan, field: Option<&str>, event_us: i64, ingest_us: i64) -> Result<(), Reject> {

@@ -98,7 +98,8 @@ impl Retiring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::{FileMeta, Provenance, Zone};
+    use crate::lineage::Provenance;
+    use crate::load::{FileMeta, Zone};
 
     fn meta(slot: usize, last: u64) -> FileMeta {
         let mut p = Provenance::default();

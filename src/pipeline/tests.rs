@@ -1,9 +1,9 @@
 use super::*;
+use crate::clock::ManualClock;
 use crate::config::{Config, RouteConfig, SourceConfig, TransformConfig, Unmatched};
-use crate::delivery::Delivered;
 use crate::extract::timestamp::parse_rfc3339;
 use crate::extract::Rule;
-use crate::runtime::clock::ManualClock;
+use crate::lineage::Delivered;
 use crate::source::generator::event::Expected;
 use crate::source::generator::GeneratorSource;
 use crate::source::{PartitionReader, Source};
@@ -355,8 +355,8 @@ fn spill_file(h: &Harness, seg: u64) -> Vec<u8> {
 
 #[test]
 fn recovery_flushes_whole_records_below_the_checkpoint_once_cuts_a_torn_tail_and_refuses_corruption() {
-    use crate::buffer::recover::recover;
     use crate::buffer::row::{access_checked, frame_at};
+    use crate::delivery::recover::recover;
     use crate::store::{CheckpointStore, LocalCheckpoints, LocalDirStore, ObjectStore};
     let c = config(3000, 0.0);
     let mut h = harness(&c);
@@ -433,7 +433,7 @@ fn recovery_flushes_whole_records_below_the_checkpoint_once_cuts_a_torn_tail_and
     assert_eq!(r.torn.len(), 1, "{:?}", r.torn);
     assert!(r.torn[0].contains("runs past the end"), "{}", r.torn[0]);
     assert!(
-        crate::buffer::recover::spill_files(&spill).is_empty(),
+        crate::buffer::spill::spill_files(&spill).is_empty(),
         "recovered files are deleted"
     );
     // A file written whole with a byte the disk changed is corruption: the start stops,
@@ -489,7 +489,7 @@ fn recovery_flushes_whole_records_below_the_checkpoint_once_cuts_a_torn_tail_and
 }
 
 /// Every ETL and quarantine file of a run, as the in-flight file and intent the edge gets.
-fn intents_of(h: &mut Harness, out: Vec<Output>) -> Vec<crate::delivery::Intent> {
+fn intents_of(h: &mut Harness, out: Vec<Output>) -> Vec<crate::store::Intent> {
     let mut intents = Vec::new();
     for o in out {
         let f = match o {

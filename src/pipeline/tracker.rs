@@ -14,7 +14,7 @@
 //! and the core counts that in its memory budget (`buffer.memory_bytes_max`), so a long outage
 //! ends in backpressure, not in unbounded growth.
 
-use crate::source::Resume;
+use crate::lineage::Resume;
 use std::collections::{HashMap, VecDeque};
 
 #[derive(Debug, Default)]

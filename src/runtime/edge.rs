@@ -2,8 +2,8 @@
 //! cores.
 //!
 //! Cores hand it [`Job`]s over one bounded queue ([`EDGE_QUEUE_JOBS_MAX`]) and get a
-//! [`Done`] back on their own reply queue. Buffers move by ownership, never by copy, and
-//! a put's buffer comes back with its `Done` so the core can reuse the memory. The store
+//! [`Ack`] back on their own reply queue. Buffers move by ownership, never by copy, and
+//! a put's buffer comes back with its `Ack` so the core can reuse the memory. The store
 //! may block (fsync, network): that is why it lives here and not on a core. A put with an
 //! intent records the intent first (see `delivery`).
 //!
@@ -20,9 +20,9 @@
 //! `runtime::outbox`, holds the rest), and its reply queue has exactly that capacity, so the
 //! edge never blocks on a reply.
 
-use crate::delivery::{Intent, IntentStore};
 use crate::store::checkpoint::{Checkpoint, CheckpointStore};
 use crate::store::ObjectStore;
+use crate::store::{Intent, IntentStore};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -56,7 +56,7 @@ pub enum Job {
 }
 
 #[derive(Debug)]
-pub struct Done {
+pub struct Ack {
     pub token: u64,
     pub result: Result<(), String>,
     /// Time from the edge picking the job up to durable.
@@ -77,7 +77,7 @@ pub struct StateStores {
 pub struct Edge {
     pub jobs: Sender<Job>,
     /// Reply queue per core; each core takes its own.
-    pub replies: Vec<Receiver<Done>>,
+    pub replies: Vec<Receiver<Ack>>,
     handles: Vec<JoinHandle<()>>,
 }
 
@@ -91,7 +91,7 @@ impl Edge {
         retry_for: Duration,
     ) -> Edge {
         let (jobs, rx) = bounded::<Job>(EDGE_QUEUE_JOBS_MAX);
-        let (reply_txs, replies): (Vec<Sender<Done>>, Vec<Receiver<Done>>) =
+        let (reply_txs, replies): (Vec<Sender<Ack>>, Vec<Receiver<Ack>>) =
             (0..cores).map(|_| bounded(IN_FLIGHT_JOBS_MAX)).unzip();
         let reply_txs = Arc::new(reply_txs);
         let handles = (0..workers.max(1))
@@ -118,7 +118,7 @@ impl Edge {
 fn worker(
     w: usize,
     rx: &Receiver<Job>,
-    reply_txs: &[Sender<Done>],
+    reply_txs: &[Sender<Ack>],
     store: &dyn ObjectStore,
     state: Option<&StateStores>,
     window: Duration,
@@ -176,7 +176,7 @@ fn worker(
                 (core, token, r, None)
             }
         };
-        let done = Done {
+        let done = Ack {
             token,
             result,
             write_ns: started.elapsed().as_nanos() as u64,
@@ -265,7 +265,7 @@ mod tests {
         }
     }
 
-    fn put_once(store: Arc<Flaky>) -> Done {
+    fn put_once(store: Arc<Flaky>) -> Ack {
         let edge = Edge::start(store, None, 1, 2, Duration::from_millis(300));
         edge.jobs
             .send(Job::Put {

@@ -6,13 +6,13 @@
 //! histogram records busy time only. Bounds: one sealed buffer at a time; the queue feeding it
 //! is `core::SEALED_QUEUE_MAX`.
 
-use super::core::Ctx;
+use super::context::CoreCtx;
 use crate::buffer::Sealed;
 use crate::load::parquet::{ParquetEncoder, ENCODE_CHUNK_ROWS};
 use crate::telemetry::StageId;
 use glommio::channels::local_channel;
 
-pub(super) async fn encoder_task(ctx: Ctx, rx: local_channel::LocalReceiver<(Sealed, String)>) {
+pub(super) async fn encoder_task(ctx: CoreCtx, rx: local_channel::LocalReceiver<(Sealed, String)>) {
     let clock = ctx.shared.clock.clone();
     while let Some((sealed, key)) = rx.recv().await {
         let table = &ctx.shared.plan.tables[sealed.key.table as usize];

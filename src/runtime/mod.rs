@@ -11,13 +11,15 @@
 //!   needs `RLIMIT_MEMLOCK` ≥ ~3x that per core unless the process holds `CAP_IPC_LOCK` (root
 //!   does). The soft limit is raised to what is needed when the hard limit allows.
 
-pub mod clock;
+pub mod context;
 pub mod core;
 pub mod edge;
 mod encoder;
 pub mod nudge;
 pub mod outbox;
 pub mod placement;
+mod pump;
+mod spilling;
 
 use crate::config::CoresConfig;
 

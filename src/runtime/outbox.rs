@@ -27,35 +27,12 @@
 //! ≤ `entries_max`; waiting checkpoints ≤ [`CHECKPOINTS_WAITING_MAX`] (past it the newest two
 //! merge).
 
-use super::edge::{Done, Job, IN_FLIGHT_JOBS_MAX};
-use crate::pipeline::InFlightFile;
+use super::edge::{Ack, Job, IN_FLIGHT_JOBS_MAX};
+use crate::pipeline::{InFlightFile, OutboxLimits};
 use crate::store::checkpoint::Checkpoint;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use std::collections::{BTreeMap, VecDeque};
 
-/// What a core's outbox holds (`buffer.outbox_*`; defaults `config::DEFAULT_OUTBOX_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutboxLimits {
-    /// Bytes of waiting files kept in memory; past it, files are parked on disk.
-    pub memory_bytes_max: u64,
-    /// Memory of unacknowledged files' bookkeeping; past it, submitting waits.
-    pub bookkeeping_bytes_max: u64,
-    /// Submissions unacknowledged (waiting, parked or at the edge); past it, submitting waits.
-    pub entries_max: usize,
-}
-
-impl Default for OutboxLimits {
-    fn default() -> OutboxLimits {
-        use crate::config::{
-            DEFAULT_OUTBOX_BOOKKEEPING_BYTES_MAX, DEFAULT_OUTBOX_ENTRIES_MAX, DEFAULT_OUTBOX_MEMORY_BYTES_MAX,
-        };
-        OutboxLimits {
-            memory_bytes_max: DEFAULT_OUTBOX_MEMORY_BYTES_MAX,
-            bookkeeping_bytes_max: DEFAULT_OUTBOX_BOOKKEEPING_BYTES_MAX,
-            entries_max: DEFAULT_OUTBOX_ENTRIES_MAX as usize,
-        }
-    }
-}
 /// Checkpoint writes waiting for earlier submissions; past it the newest two merge (the merged
 /// one waits for the later of the two barriers, and holds the newer position of each partition).
 pub const CHECKPOINTS_WAITING_MAX: usize = 16;
@@ -106,7 +83,7 @@ pub struct Outbox {
     core: usize,
     limits: OutboxLimits,
     jobs: Sender<Job>,
-    replies: Receiver<Done>,
+    replies: Receiver<Ack>,
     /// Every submission not yet acknowledged, by token, with the memory its bookkeeping holds.
     unacked: BTreeMap<u64, (InFlight, u64)>,
     /// Files and retirements not yet handed to the edge, in token order.
@@ -125,7 +102,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(core: usize, limits: OutboxLimits, jobs: Sender<Job>, replies: Receiver<Done>) -> Outbox {
+    pub fn new(core: usize, limits: OutboxLimits, jobs: Sender<Job>, replies: Receiver<Ack>) -> Outbox {
         Outbox {
             core,
             limits,
@@ -301,7 +278,7 @@ impl Outbox {
     /// The next acknowledgement from the edge, with what it acknowledges; `Err(())` once the
     /// edge is gone (no more will come).
     #[allow(clippy::result_unit_err)]
-    pub fn ack(&mut self) -> Result<Option<(Done, InFlight)>, ()> {
+    pub fn ack(&mut self) -> Result<Option<(Ack, InFlight)>, ()> {
         let done = match self.replies.try_recv() {
             Ok(d) => d,
             Err(TryRecvError::Empty) => return Ok(None),
@@ -326,7 +303,8 @@ impl Outbox {
 mod tests {
     use super::*;
     use crate::audit::FileRow;
-    use crate::load::{FileMeta, Provenance, Zone};
+    use crate::lineage::Provenance;
+    use crate::load::{FileMeta, Zone};
 
     fn file(key: &str) -> InFlightFile {
         InFlightFile {
@@ -362,7 +340,7 @@ mod tests {
 
     struct Edge {
         jobs: Receiver<Job>,
-        replies: Sender<Done>,
+        replies: Sender<Ack>,
     }
 
     /// Smaller than the defaults, so the tests see the configured limits honoured.
@@ -409,7 +387,7 @@ mod tests {
                 let job = edge.jobs.try_recv().expect("a job at the edge");
                 let token = token_of(&job);
                 edge.replies
-                    .send(Done {
+                    .send(Ack {
                         token,
                         result: Ok(()),
                         write_ns: 0,
@@ -506,7 +484,7 @@ mod tests {
                 _ => panic!("not a checkpoint"),
             }
             edge.replies
-                .send(Done {
+                .send(Ack {
                     token: sent[0],
                     result: Ok(()),
                     write_ns: 0,

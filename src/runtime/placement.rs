@@ -7,7 +7,7 @@
 //! partition id), and the per-source offset spreads single-partition sources over the cores
 //! instead of stacking them on core 0.
 
-use crate::load::layout::fnv1a;
+use crate::lineage::fnv1a;
 
 /// Index (into the configured core list) of the core that owns partition `ordinal` of `source`.
 pub fn core_for(source: &str, ordinal: u64, cores: usize) -> usize {

@@ -16,10 +16,11 @@
 //! the partition is the only reader.
 
 use super::framing::{Frame, FrameReader, LZ4_MAGIC, MAGIC};
-use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Resume, Source, SourceError};
+use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Source, SourceError};
+use crate::clock::Clock;
 use crate::config::{FileConfig, Framing};
 use crate::extract::{Reject, Rule, Stage, RECORD_BYTES_MAX};
-use crate::runtime::clock::Clock;
+use crate::lineage::Resume;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

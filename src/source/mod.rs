@@ -23,8 +23,9 @@ pub mod generator;
 pub mod http;
 pub mod kinesis;
 
+use crate::clock::Clock;
 use crate::extract::{Reject, RECORD_BYTES_MAX};
-use crate::runtime::clock::Clock;
+use crate::lineage::Resume;
 use std::time::Duration;
 
 /// Payload bytes after which a reader ends its batch: a batch of large records stays a few
@@ -59,14 +60,6 @@ pub struct FetchBatch {
     /// Position to resume from once every record of this batch is durable.
     pub next_position: u64,
     /// The source's own cursor at the same point, if positions alone cannot say where to resume.
-    pub cursor: Option<String>,
-}
-
-/// Where a partition resumes: a checkpoint's position and, for sources that need it, their
-/// own cursor at that position.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Resume {
-    pub position: u64,
     pub cursor: Option<String>,
 }
 

@@ -2,15 +2,14 @@
 //!
 //! The local implementation keeps one small JSON file per partition,
 //! `<state dir>/checkpoints/<source>/<partition>.json` (partition ids made file-safe by
-//! `layout::safe_id`), written atomically: write a temporary file, fsync, rename, fsync the
+//! `lineage::safe_id`), written atomically: write a temporary file, fsync, rename, fsync the
 //! directory. One file per partition because partitions move between cores when the core
 //! count changes, and each core writes only the partitions it owns: no file has two writers.
 //!
 //! A checkpoint is written only after every record before its position is durable in the
 //! lake and the audit rows describing those files are durable too (see `pipeline`).
 
-use crate::load::layout::safe_id;
-use crate::source::Resume;
+use crate::lineage::{safe_id, Resume};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;

@@ -8,6 +8,7 @@
 //! never saw a partial object under `key`.
 
 pub mod checkpoint;
+pub mod intent;
 pub mod local;
 pub mod s3;
 
@@ -46,4 +47,5 @@ pub trait ObjectStore: Send + Sync {
 }
 
 pub use checkpoint::{CheckpointStore, LocalCheckpoints};
+pub use intent::{Intent, IntentRun, IntentStore, LocalIntents};
 pub use local::LocalDirStore;

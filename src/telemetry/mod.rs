@@ -9,7 +9,6 @@
 //! Bounds: histograms cover 1 ns .. [`HIST_MAX_NS`] at 3 significant digits (~30 KiB each).
 
 pub mod cpu;
-pub mod report;
 
 use crate::extract::Rule;
 use hdrhistogram::Histogram;

@@ -35,9 +35,7 @@ pub fn for_each_raw_payload(lake: &Path, mut f: impl FnMut(&[u8])) {
         let mut r = replay.open(&p, None).unwrap();
         let mut batch = FetchBatch::default();
         loop {
-            let kind = r
-                .fetch(&mut batch, 1000, &sluicegate::runtime::clock::SystemClock)
-                .unwrap();
+            let kind = r.fetch(&mut batch, 1000, &sluicegate::clock::SystemClock).unwrap();
             for x in &batch.records {
                 f(batch.payload(x));
             }

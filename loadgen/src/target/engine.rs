@@ -10,11 +10,12 @@
 //! allocation per record on the core); each fetch returns at most what the core asks for.
 
 use crate::events::Events;
-use crate::lane::Answer;
 use crate::profile::{Schedule, Slot};
+use crate::record::Answer;
 use crate::record::Recorder;
-use sluicegate::runtime::clock::Clock;
-use sluicegate::source::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Resume, Source, SourceError};
+use sluicegate::clock::Clock;
+use sluicegate::lineage::Resume;
+use sluicegate::source::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Source, SourceError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -189,9 +190,9 @@ impl PartitionReader for Reader {
 mod tests {
     use super::*;
     use crate::profile::Profile;
+    use sluicegate::clock::SystemClock;
     use sluicegate::config::Encryption;
     use sluicegate::extract::keyring::Keyring;
-    use sluicegate::runtime::clock::SystemClock;
 
     #[test]
     fn a_request_split_over_fetches_counts_once_with_all_its_records() {

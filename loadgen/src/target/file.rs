@@ -7,8 +7,9 @@
 //! Bounds: one file being written per lane.
 
 use crate::events::{BodyFormat, Counts, Events};
-use crate::lane::{Answer, Client};
+use crate::lane::Client;
 use crate::profile::Slot;
+use crate::record::Answer;
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;

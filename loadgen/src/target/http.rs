@@ -8,8 +8,9 @@
 //! [`REQUEST_TIMEOUT`] for its answer.
 
 use crate::events::{BodyFormat, Counts, Events};
-use crate::lane::{Answer, Client};
+use crate::lane::Client;
 use crate::profile::Slot;
+use crate::record::Answer;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;

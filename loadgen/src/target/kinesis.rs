@@ -7,8 +7,9 @@
 //! Bounds: one call in flight per lane.
 
 use crate::events::{Counts, Events};
-use crate::lane::{Answer, Client};
+use crate::lane::Client;
 use crate::profile::Slot;
+use crate::record::Answer;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use std::sync::Arc;

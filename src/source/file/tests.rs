@@ -1,5 +1,5 @@
 use super::*;
-use crate::runtime::clock::SystemClock;
+use crate::clock::SystemClock;
 use crate::source::framing::write_frame;
 
 fn cfg(paths: Vec<PathBuf>, split_bytes: u64) -> FileConfig {
@@ -19,7 +19,7 @@ fn read_all(src: &FileSource, p: &PartitionInfo, resume: Option<u64>, per_fetch:
         .open(
             p,
             resume
-                .map(|position| crate::source::Resume { position, cursor: None })
+                .map(|position| crate::lineage::Resume { position, cursor: None })
                 .as_ref(),
         )
         .unwrap();
@@ -142,7 +142,7 @@ fn raw_segments_read_back_and_resume() {
         batch.push(format!("payload-{i}").as_bytes(), i, None);
     }
     raw.append(0, 0, &batch, 0, 0, 0);
-    let seg = raw.take(crate::buffer::Due::All).pop().unwrap();
+    let seg = raw.take(crate::lineage::Due::All).pop().unwrap();
     let path = dir.path().join("0-0-99-run.sgf.lz4");
     std::fs::write(&path, &seg.bytes).unwrap();
     let src = FileSource::try_new("replay", &cfg(vec![dir.path().to_path_buf()], 1 << 30)).unwrap();

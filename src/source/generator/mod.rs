@@ -18,23 +18,21 @@
 
 pub mod event;
 
-use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Resume, Source, SourceError};
+use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Source, SourceError};
+use crate::lineage::Resume;
 
 /// At a set rate, a partition's records come in batches of this much time's worth.
 pub const RATE_BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+use crate::clock::Clock;
 use crate::config::{Encryption, GeneratorConfig};
 use crate::extract::envelope;
 use crate::extract::keyring::Keyring;
-use crate::runtime::clock::Clock;
 use event::{BadKind, Expected, Rng};
 use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Schema names starting with this refer to schemas compiled into the binary.
-pub const BUILTIN_PREFIX: &str = "builtin:";
-/// The generator's event schema.
-pub const BUILTIN_SCHEMA_NAME: &str = "builtin:events";
+pub use crate::config::{BUILTIN_PREFIX, BUILTIN_SCHEMA_NAME};
 /// Key id of the key that no keyring holds, used for `unknown key id` records.
 pub const UNKNOWN_KEY_ID: &str = "retired-2019";
 

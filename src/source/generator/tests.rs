@@ -1,5 +1,5 @@
 use super::*;
-use crate::runtime::clock::ManualClock;
+use crate::clock::ManualClock;
 use std::collections::HashSet;
 
 fn keyring() -> Arc<Keyring> {
@@ -113,7 +113,7 @@ fn counts_split_over_partitions_and_readers_stop_there() {
     let mut r = g
         .open(
             &parts[0],
-            Some(&crate::source::Resume {
+            Some(&crate::lineage::Resume {
                 position: 1,
                 cursor: None,
             }),

@@ -32,21 +32,20 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+use crate::bearer::Token;
+use crate::clock::Clock;
 use crate::config::HttpConfig;
-use crate::runtime::clock::Clock;
-use crate::source::{Fetch, FetchBatch, PartitionInfo, PartitionReader, ReaderStats, Resume, Source, SourceError};
+use crate::lineage::Resume;
+use crate::source::{Fetch, FetchBatch, PartitionInfo, PartitionReader, ReaderStats, Source, SourceError};
 use connections::Deadlines;
 use inbox::{Inbox, InboxLimits, InboxReader};
 pub use server::HEADER_BUFFER_BYTES;
-pub use server::{bearer, same_digest, token_digest};
 use server::{Listening, ReceiverSettings};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
 const PARTITION_PREFIX: &str = "inbox-";
-/// A bearer token shorter than this is refused at the start: a guessable token is no auth.
-pub const TOKEN_CHARS_MIN: usize = 16;
 
 pub struct HttpSource {
     name: String,
@@ -66,15 +65,7 @@ impl HttpSource {
             message,
         };
         let token = match &cfg.token_env {
-            Some(var) => {
-                let t = std::env::var(var).map_err(|_| err(format!("${var} (token_env) is not set")))?;
-                if t.len() < TOKEN_CHARS_MIN {
-                    return Err(err(format!(
-                        "the token in ${var} must be at least {TOKEN_CHARS_MIN} characters"
-                    )));
-                }
-                Some(t)
-            }
+            Some(var) => Some(Token::from_env(var, "http.token_env").map_err(err)?),
             None => None,
         };
         let listen: std::net::SocketAddr = cfg
@@ -84,7 +75,7 @@ impl HttpSource {
         if let Some(w) = exposure_warning(listen, token.is_some()) {
             tracing::warn!(source = %name, warning = %w, "http receiver");
         }
-        let mut source = HttpSource::with_token(name, cfg, listen, state_dir, cores, token.as_deref());
+        let mut source = HttpSource::with_token(name, cfg, listen, state_dir, cores, token);
         if let Some(t) = &cfg.tls {
             source.settings.tls = Some(crate::tls::Certificate::load(t).map_err(|e| err(format!("http.{e}")))?);
         }
@@ -98,16 +89,15 @@ impl HttpSource {
         listen: std::net::SocketAddr,
         state_dir: &Path,
         cores: usize,
-        token: Option<&str>,
+        token: Option<Token>,
     ) -> HttpSource {
-        let token_digest = token.map(server::token_digest);
         HttpSource {
             name: name.into(),
             dir: state_dir.join("inbox").join(name),
             cores,
             settings: ReceiverSettings {
                 listen,
-                token_digest,
+                token,
                 body_bytes_max: cfg.body_bytes_max as usize,
                 body_memory_bytes_max: cfg.body_memory_bytes_max as usize,
                 records_max: cfg.records_max as usize,

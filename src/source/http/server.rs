@@ -62,8 +62,8 @@ pub const HEADER_BUFFER_BYTES: usize = 64 << 10;
 #[derive(Debug, Clone)]
 pub struct ReceiverSettings {
     pub listen: std::net::SocketAddr,
-    /// SHA-256 of the bearer token, if auth is on (compared digest to digest).
-    pub token_digest: Option<[u8; 32]>,
+    /// The bearer token, if auth is on (`crate::bearer`).
+    pub token: Option<crate::bearer::Token>,
     pub body_bytes_max: usize,
     pub body_memory_bytes_max: usize,
     pub records_max: usize,
@@ -285,17 +285,8 @@ impl Receiver {
                 format!("{} is not accepted: POST records", req.method()),
             ));
         }
-        if let Some(want) = &self.settings.token_digest {
-            match bearer(req.headers()) {
-                None => {
-                    return Err(Refusal::new(
-                        401,
-                        "a bearer token is required (Authorization: Bearer …)",
-                    ))
-                }
-                Some(t) if !same_digest(want, t) => return Err(Refusal::new(401, "the bearer token is not valid")),
-                Some(_) => {}
-            }
+        if let Some(token) = &self.settings.token {
+            token.check(req.headers()).map_err(|r| Refusal::new(401, r.message()))?;
         }
         Ok(())
     }
@@ -441,29 +432,6 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         hyper::header::HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-/// The token of an `Authorization: Bearer <token>` header (the scheme in any case, RFC 9110).
-pub fn bearer(headers: &hyper::HeaderMap) -> Option<&str> {
-    let (scheme, token) = headers
-        .get(hyper::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// The SHA-256 of a bearer token.
-pub fn token_digest(token: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    d.as_ref().try_into().expect("SHA-256 is 32 bytes")
-}
-
-/// Compare a token with the expected digest without an early exit (digests of equal length,
-/// so the time says nothing about the token).
-pub fn same_digest(want: &[u8; 32], token: &str) -> bool {
-    let got = token_digest(token);
-    want.iter().zip(got.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 
 use super::inbox::{Inbox, InboxLimits, InboxReader, SEGMENT_MAGIC};
 use super::*;
+use crate::clock::SystemClock;
 use crate::config::HttpConfig;
-use crate::runtime::clock::SystemClock;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -44,6 +44,7 @@ struct Running {
 impl Running {
     fn start(state: &std::path::Path, cfg: HttpConfig, token: Option<&str>) -> Running {
         let listen = cfg.listen.parse().unwrap();
+        let token = token.map(|t| crate::bearer::Token::new(t).unwrap());
         let mut source = HttpSource::with_token("edge", &cfg, listen, state, 1, token);
         source.settings.tls = cfg.tls.as_ref().map(|t| crate::tls::Certificate::load(t).unwrap());
         source.preflight().unwrap();

@@ -40,9 +40,10 @@ pub mod md5_lanes;
 pub mod records;
 pub mod replay;
 
-use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Resume, Source, SourceError};
+use super::{Fetch, FetchBatch, PartitionInfo, PartitionReader, Source, SourceError};
+use crate::clock::Clock;
 use crate::config::{KinesisConfig, KinesisStart};
-use crate::runtime::clock::Clock;
+use crate::lineage::Resume;
 use crate::store::CheckpointStore;
 use fetch::{Msg, ShardTask, StartAt};
 use records::Records;

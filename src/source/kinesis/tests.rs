@@ -3,7 +3,7 @@
 
 use super::replay::{error, get_records, list_shards, Replay};
 use super::*;
-use crate::runtime::clock::SystemClock;
+use crate::clock::SystemClock;
 use std::time::Instant;
 
 fn source(replay: &Replay, extra: &str) -> KinesisSource {

@@ -9,8 +9,8 @@
 //! Invariant: an intent id is the file name of its object (`<run>-c<core>-<seq>`), unique
 //! over runs, so intents of different runs and cores never collide.
 
+use super::checkpoint::write_atomically;
 use crate::audit::FileRow;
-use crate::store::checkpoint::write_atomically;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -54,7 +54,7 @@ impl LocalIntents {
     }
 
     fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{}.json", crate::load::layout::safe_id(id)))
+        self.dir.join(format!("{}.json", crate::lineage::safe_id(id)))
     }
 }
 

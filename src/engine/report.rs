@@ -1,7 +1,7 @@
 //! The end-of-run screen and the live progress line.
 
-use super::{Counters, StageHistograms, StageId};
 use crate::extract::Rule;
+use crate::telemetry::{Counters, StageHistograms, StageId};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ pub struct RunReport {
     pub interrupted: bool,
     pub latency_sample_every: u32,
     /// What start-up recovered from spill files a previous run left.
-    pub recovered: crate::buffer::recover::Recovered,
+    pub recovered: crate::delivery::recover::Recovered,
     /// Requests the store's client (the S3 SDK) repeated by itself.
     pub store_sdk_retries: u64,
 }

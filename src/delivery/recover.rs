@@ -20,15 +20,14 @@
 //! durable but the spill file not yet deleted — is in the [`Delivered`] set recovery derived
 //! from the committed upload intents (see `delivery`), and is not written again.
 
-use super::row::{access_checked, frame_at, ColumnsBuilder};
-use super::spill::{SpillHeader, EXTENSION};
 use crate::audit::FileRow;
-use crate::delivery::Delivered;
-use crate::load::Provenance;
+use crate::buffer::row::{access_checked, frame_at, ColumnsBuilder};
+use crate::buffer::spill::{spill_files, SpillHeader};
+use crate::lineage::{Delivered, Provenance};
 use crate::pipeline::Plan;
 use crate::store::{CheckpointStore, ObjectStore};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What recovery did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -67,26 +66,6 @@ impl Default for Group {
     }
 }
 
-/// Every spill file under `root`, sorted.
-pub fn spill_files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(root) else {
-        return out;
-    };
-    for d in dirs.flatten() {
-        if let Ok(files) = std::fs::read_dir(d.path()) {
-            out.extend(
-                files
-                    .flatten()
-                    .map(|f| f.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == EXTENSION)),
-            );
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Recover every spill file under `root` into `store` (see the module comment). Without a
 /// checkpoint store nothing was ever counted as durable by a spill, so files are only deleted.
 pub fn recover(
@@ -102,12 +81,12 @@ pub fn recover(
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let name = path.display().to_string();
         done.files += 1;
-        if let Some(v) = super::spill::other_version(&bytes) {
+        if let Some(v) = crate::buffer::spill::other_version(&bytes) {
             return Err(format!(
                 "{name}: spill format version {}, this build reads version {}: finish it with the \
                  release that wrote it (start and drain that release once) before upgrading",
                 char::from(v),
-                char::from(super::spill::MAGIC[7])
+                char::from(crate::buffer::spill::MAGIC[7])
             ));
         }
         let (header, head_len) = match SpillHeader::decode(&bytes) {
@@ -124,7 +103,7 @@ pub fn recover(
         let end = (head_len + header.used as usize).min(bytes.len());
         // Written whole: a failed check past here is corruption, not a tear.
         let whole = bytes.len() >= head_len + header.used as usize;
-        let mut region = super::ring::Buf::zeroed((end - head_len).next_multiple_of(16));
+        let mut region = crate::buffer::ring::Buf::zeroed((end - head_len).next_multiple_of(16));
         region[..end - head_len].copy_from_slice(&bytes[head_len..end]);
         let region = &region[..end - head_len];
         let corrupt = |why: String| {
