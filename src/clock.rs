@@ -11,6 +11,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync {
     fn now_us(&self) -> i64;
     fn monotonic_ns(&self) -> u64;
+    /// Block the calling thread for `d` (a thread off the cores: the I/O edge's retry waits).
+    /// A simulated clock moves its own time instead and returns at once.
+    fn sleep(&self, d: std::time::Duration) {
+        std::thread::sleep(d)
+    }
 }
 
 /// The real clock.
@@ -86,5 +91,10 @@ impl Clock for ManualClock {
 
     fn monotonic_ns(&self) -> u64 {
         self.mono_ns.load(Ordering::Relaxed)
+    }
+
+    /// Time passes at once: a wait of an hour costs the test nothing.
+    fn sleep(&self, d: std::time::Duration) {
+        self.advance_ns(d.as_nanos() as u64);
     }
 }

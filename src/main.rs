@@ -248,6 +248,14 @@ fn run(config: Option<PathBuf>, records: Option<u64>, lake: Option<PathBuf>, no_
         })
         .expect("a thread for SIGHUP");
     let progress = !no_progress && cfg.telemetry.progress && std::io::stderr().is_terminal();
+    if let Some(s) = cfg.sources.iter().find(|s| s.push.is_some()) {
+        eprintln!(
+            "error: source {:?} is a push source: only a program that embeds the engine can push \
+             (Engine::push_handle, examples/embed.rs); the sluicegate binary has no producer",
+            s.name
+        );
+        return ExitCode::from(2);
+    }
     let engine = match sluicegate::Engine::builder(cfg)
         .stop_flag(stop)
         .progress(progress)
@@ -364,7 +372,13 @@ fn validate_deep(cfg: &Config) -> Result<Vec<String>, String> {
                 s.name
             ));
         }
-        s.in_process.is_none()
+        if s.push.is_some() {
+            notes.push(format!(
+                "source {}: push (the embedding program pushes its records)",
+                s.name
+            ));
+        }
+        s.in_process.is_none() && s.push.is_none()
     });
     let none = Default::default();
     for s in engine::build_sources(&built, &keyring, now, None, cores, &none).map_err(|e| e.to_string())? {

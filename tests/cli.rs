@@ -95,6 +95,26 @@ fn validate_reports_the_key_path_rule_and_value() {
         err.contains("is in_process: only a program that embeds the engine can supply"),
         "{err}"
     );
+
+    // So does a push source: it validates, and the binary refuses to run it.
+    let pushed = dir.path().join("push.toml");
+    let text = std::fs::read_to_string(&embedded)
+        .unwrap()
+        .replace("[sources.in_process]", "[sources.push]");
+    std::fs::write(
+        &pushed,
+        format!("[state]\ndir = \"{}\"\n{text}", dir.path().join("state").display()),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["validate", "--config", pushed.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("push (the embedding program pushes its records)"), "{out}");
+    let (code, _, err) = run(&["run", "--config", pushed.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is a push source: only a program that embeds the engine can push"),
+        "{err}"
+    );
 }
 
 #[test]

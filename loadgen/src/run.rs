@@ -269,6 +269,7 @@ pub fn engine_config(t: &EngineTarget) -> Result<Config, String> {
                 kinesis: None,
                 http: None,
                 in_process: Some(InProcessConfig {}),
+                push: None,
             }];
             c.buffer.flush_interval_ms = t.flush_interval_ms;
             c.raw.segment_interval_ms = t.flush_interval_ms;

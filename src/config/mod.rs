@@ -143,6 +143,7 @@ impl Config {
             kinesis: None,
             http: None,
             in_process: None,
+            push: None,
         });
         config.tables.push(TableConfig {
             name: "events".into(),

@@ -61,6 +61,40 @@ pub struct SourceConfig {
     pub kinesis: Option<KinesisConfig>,
     pub http: Option<HttpConfig>,
     pub in_process: Option<InProcessConfig>,
+    pub push: Option<PushConfig>,
+}
+
+/// Bytes of pushed records waiting for the cores, by default: a few ring segments' worth, so a
+/// producer far ahead of the cores waits instead of filling memory.
+pub const DEFAULT_PUSH_QUEUE_BYTES_MAX: u64 = 64 * MIB;
+
+/// `[sources.push]`: the program embedding the engine pushes records through a
+/// [`crate::PushHandle`] (`Engine::push_handle`); a push returns once its records are durable
+/// in the lake (their checkpoint is written), so it needs `state.dir`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Partitions the pushed records are spread over, one batch to one partition (its order
+    /// kept); 0: one per core.
+    #[serde(default)]
+    pub partitions: u32,
+    /// Bytes of pushed records waiting for the cores, over all partitions; past it a push
+    /// waits (backpressure).
+    #[serde(default = "default_push_queue_bytes_max")]
+    pub queue_bytes_max: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> PushConfig {
+        PushConfig {
+            partitions: 0,
+            queue_bytes_max: DEFAULT_PUSH_QUEUE_BYTES_MAX,
+        }
+    }
+}
+
+fn default_push_queue_bytes_max() -> u64 {
+    DEFAULT_PUSH_QUEUE_BYTES_MAX
 }
 
 /// `[sources.in_process]`: the records come from a [`crate::source::Source`] that the program
@@ -78,6 +112,7 @@ pub enum SourceKind<'a> {
     Kinesis(&'a KinesisConfig),
     Http(&'a HttpConfig),
     InProcess(&'a InProcessConfig),
+    Push(&'a PushConfig),
 }
 
 impl SourceConfig {
@@ -89,6 +124,7 @@ impl SourceConfig {
             self.kinesis.as_ref().map(SourceKind::Kinesis),
             self.http.as_ref().map(SourceKind::Http),
             self.in_process.as_ref().map(SourceKind::InProcess),
+            self.push.as_ref().map(SourceKind::Push),
         ]
         .into_iter()
         .flatten()
@@ -101,7 +137,10 @@ impl SourceConfig {
 
     /// Whether the source resumes from checkpoints and cannot run without `state.dir`.
     pub fn needs_state(&self) -> bool {
-        matches!(self.kind(), Ok(SourceKind::Kinesis(_) | SourceKind::Http(_)))
+        matches!(
+            self.kind(),
+            Ok(SourceKind::Kinesis(_) | SourceKind::Http(_) | SourceKind::Push(_))
+        )
     }
 }
 
@@ -249,13 +288,23 @@ pub(super) fn validate(s: &SourceConfig, p: &str, tables: &HashSet<&str>, v: &mu
         Ok(SourceKind::Kinesis(k)) => super::kinesis::validate(k, &format!("{p}.kinesis"), v),
         Ok(SourceKind::Http(h)) => super::http::validate(h, &format!("{p}.http"), v),
         Ok(SourceKind::InProcess(_)) => {}
+        Ok(SourceKind::Push(push)) => {
+            v.range_u64(&format!("{p}.push.partitions"), push.partitions.into(), 0, 4096, plain);
+            v.range_u64(
+                &format!("{p}.push.queue_bytes_max"),
+                push.queue_bytes_max,
+                MIB,
+                1 << 40,
+                bytes_human,
+            );
+        }
         Err(0) => v.error(
             p,
-            "set exactly one of [generator], [file], [kinesis], [http] or [in_process]",
+            "set exactly one of [generator], [file], [kinesis], [http], [in_process] or [push]",
         ),
         Err(_) => v.error(
             p,
-            "set exactly one of [generator], [file], [kinesis], [http] or [in_process], not several",
+            "set exactly one of [generator], [file], [kinesis], [http], [in_process] or [push], not several",
         ),
     }
 }

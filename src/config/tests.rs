@@ -118,7 +118,7 @@ fn cross_references_are_checked() {
     );
     assert_eq!(
         first_error(&both),
-        "sources[0]: set exactly one of [generator], [file], [kinesis], [http] or [in_process], not several"
+        "sources[0]: set exactly one of [generator], [file], [kinesis], [http], [in_process] or [push], not several"
     );
     let kinesis = |extra: &str| {
         MINIMAL.replace(
@@ -153,6 +153,21 @@ fn cross_references_are_checked() {
     assert_eq!(
         first_error(&http("")),
         "sources[0].http: needs state.dir: a stream source resumes from checkpoints"
+    );
+    let push = MINIMAL.replace("[sources.generator]\nrecords = 10", "[sources.push]");
+    assert_eq!(
+        first_error(&push),
+        "sources[0].push: needs state.dir: a push returns when its checkpoint is written"
+    );
+    let push = format!("[state]\ndir = \"/tmp/s\"\n{push}");
+    assert!(parse(&push).is_ok(), "a minimal push source is valid");
+    assert_eq!(
+        first_error(&push.replace("schema = \"builtin:events\"", "schema = \"infer\"")),
+        "tables[0].schema: \"infer\" reads records before the run starts, and the push source \"gen\" has none then: give a schema file"
+    );
+    assert_eq!(
+        first_error(&push.replace("[sources.push]", "[sources.push]\nqueue_bytes_max = 10")),
+        "sources[0].push.queue_bytes_max: must be at least 1 MiB, got 10"
     );
     let http = |extra: &str| format!("[state]\ndir = \"/tmp/s\"\n{}", http(extra));
     assert!(parse(&http("")).is_ok(), "a minimal HTTP source is valid");

@@ -43,13 +43,14 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
         }
         super::sources::validate(s, &p, &tables, v);
         if s.needs_state() && c.state.dir.is_none() {
-            // Without checkpoints a stream would be read again from its start on every run, and
-            // the HTTP receiver has nowhere to keep its inbox.
-            let kind = if s.kinesis.is_some() { "kinesis" } else { "http" };
-            v.error(
-                format!("{p}.{kind}"),
-                "needs state.dir: a stream source resumes from checkpoints",
-            );
+            // Without checkpoints a stream would be read again from its start on every run, the
+            // HTTP receiver has nowhere to keep its inbox, and a push is never known durable.
+            let (kind, why) = match s.kind() {
+                Ok(SourceKind::Kinesis(_)) => ("kinesis", "a stream source resumes from checkpoints"),
+                Ok(SourceKind::Http(_)) => ("http", "a stream source resumes from checkpoints"),
+                _ => ("push", "a push returns when its checkpoint is written"),
+            };
+            v.error(format!("{p}.{kind}"), format!("needs state.dir: {why}"));
         }
     }
     let mut seen = HashSet::new();
@@ -67,9 +68,13 @@ pub(super) fn config(c: &Config, v: &mut Validator) {
             let pushed = c
                 .sources
                 .iter()
-                .find(|s| (s.http.is_some() || s.in_process.is_some()) && s.feeds(&t.name));
+                .find(|s| (s.http.is_some() || s.in_process.is_some() || s.push.is_some()) && s.feeds(&t.name));
             if let Some(s) = pushed {
-                let kind = if s.http.is_some() { "HTTP" } else { "in-process" };
+                let kind = match s.kind() {
+                    Ok(SourceKind::Http(_)) => "HTTP",
+                    Ok(SourceKind::Push(_)) => "push",
+                    _ => "in-process",
+                };
                 v.error(
                     format!("{p}.schema"),
                     format!(

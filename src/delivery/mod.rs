@@ -2,7 +2,7 @@
 //! once, whatever moment the process dies at.
 //!
 //! Owns: upload [`Intent`]s, their store ([`IntentStore`]), the [`Delivered`] position sets
-//! that recovery derives from them, and the per-partition [`Skip`] cursor the replay uses.
+//! that recovery derives from them, and the per-partition [`Skip`](crate::lineage::Skip) cursor the replay uses.
 //!
 //! The protocol, per ETL or quarantine file (docs/delivery.md says why each step is where it is):
 //! 1. **Intent** — before the upload, the edge records the object key and the exact runs of

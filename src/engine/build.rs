@@ -84,6 +84,12 @@ pub fn build_sources(
                     let state = config.state.dir.as_deref().expect("validated: http needs state.dir");
                     Arc::new(HttpSource::try_new(&s.name, h, state, cores).map_err(e)?)
                 }
+                SourceKind::Push(_) => supplied.get(&s.name).cloned().ok_or_else(|| {
+                    EngineError::Config(format!(
+                        "source {:?} is a push source: only an engine built by EngineBuilder has its handle",
+                        s.name
+                    ))
+                })?,
                 SourceKind::InProcess(_) => supplied.get(&s.name).cloned().ok_or_else(|| {
                     EngineError::Config(format!(
                         "source {:?} is in_process: only a program that embeds the engine can supply its records \

@@ -25,6 +25,7 @@ use crate::delivery::Resolution;
 use crate::load::layout::{run_id, Layout};
 use crate::pipeline::Plan;
 use crate::runtime::edge::StateStores;
+use crate::source::push::{PushHandle, PushSource};
 use crate::source::Source;
 use crate::store::s3::S3Store;
 use crate::store::{CheckpointStore, IntentStore, LocalCheckpoints, LocalDirStore, LocalIntents, ObjectStore};
@@ -129,6 +130,22 @@ impl EngineBuilder {
                 )));
             }
         }
+        let cpus = crate::runtime::resolve_cores(&self.config.runtime.cores).map_err(EngineError::Requirement)?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let mut supplied = self.supplied;
+        let mut pushers = HashMap::new();
+        for s in &self.config.sources {
+            if let Some(p) = &s.push {
+                let partitions = if p.partitions == 0 {
+                    cpus.len()
+                } else {
+                    p.partitions as usize
+                };
+                let source = PushSource::new(&s.name, p, partitions, clock.now_us());
+                pushers.insert(s.name.clone(), source.handle());
+                supplied.insert(s.name.clone(), Arc::new(source) as Arc<dyn Source>);
+            }
+        }
         let store: Arc<dyn ObjectStore> = match (self.store, &self.config.lake.s3) {
             (Some(s), _) => s,
             (None, Some(s3)) => Arc::new(S3Store::new(s3).map_err(|e| EngineError::Store(e.to_string()))?),
@@ -138,12 +155,15 @@ impl EngineBuilder {
             ),
         };
         Ok(Engine {
+            progress: Arc::new((0..cpus.len()).map(|_| Progress::default()).collect()),
             config: self.config,
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            clock,
             store,
             stop: self.stop.unwrap_or_default(),
-            progress: self.progress,
-            supplied: self.supplied,
+            draw_progress: self.progress,
+            supplied,
+            pushers,
+            cpus,
         })
     }
 }
@@ -153,8 +173,46 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     store: Arc<dyn ObjectStore>,
     stop: Arc<AtomicBool>,
-    progress: bool,
+    /// Draw a progress line while running.
+    draw_progress: bool,
     supplied: HashMap<String, Arc<dyn Source>>,
+    /// The handles of the `[sources.push]` sources, by name.
+    pushers: HashMap<String, PushHandle>,
+    /// The CPUs the cores run on, one core each.
+    cpus: Vec<usize>,
+    /// What each core publishes as it runs (read by `/metrics`, the progress line, [`Metrics`]).
+    progress: Arc<Vec<Progress>>,
+}
+
+/// The run's counters while it runs, read from any thread (see [`Engine::metrics`]).
+#[derive(Clone)]
+pub struct Metrics(Arc<Vec<Progress>>);
+
+/// Records so far, summed over the cores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub records_in: u64,
+    pub records_etl: u64,
+    pub records_quarantined: u64,
+    pub records_dropped: u64,
+}
+
+impl Metrics {
+    /// The counters now (each core publishes after every batch it processes).
+    pub fn totals(&self) -> Totals {
+        let (records_in, records_etl, records_quarantined, records_dropped) = Progress::totals(&self.0);
+        Totals {
+            records_in,
+            records_etl,
+            records_quarantined,
+            records_dropped,
+        }
+    }
+
+    /// What each core cannot do now (a failed partition, a full inbox disk): `/ready`'s reasons.
+    pub fn problems(&self) -> Vec<String> {
+        self.0.iter().flat_map(|p| p.problems()).collect()
+    }
 }
 
 /// What the checks found and started: the cores, the admin endpoint, the progress the cores
@@ -196,6 +254,25 @@ impl Engine {
         }
     }
 
+    /// The handle of the `[sources.push]` source named `source`: push records from any thread,
+    /// before or while the engine runs (see [`PushHandle`]).
+    pub fn push_handle(&self, source: &str) -> Result<PushHandle, EngineError> {
+        self.pushers
+            .get(source)
+            .cloned()
+            .ok_or_else(|| EngineError::Config(format!("no [sources.push] source is named {source:?}")))
+    }
+
+    /// The flag that drains the run once set (the one given to the builder, or the engine's own).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// The run's counters, readable from any thread while it runs.
+    pub fn metrics(&self) -> Metrics {
+        Metrics(self.progress.clone())
+    }
+
     /// Run until every partition ends or the stop flag is set, then drain (see the module
     /// comment for the phases).
     pub fn run(self) -> Result<RunReport, EngineError> {
@@ -228,10 +305,10 @@ impl Engine {
     fn checks(&self) -> Result<Started, EngineError> {
         let at = Instant::now();
         let cfg = &self.config;
-        let cpus = crate::runtime::resolve_cores(&cfg.runtime.cores).map_err(EngineError::Requirement)?;
+        let cpus = self.cpus.clone();
         crate::runtime::check_io_uring().map_err(EngineError::Requirement)?;
         crate::runtime::ensure_memlock(cpus.len(), cfg.runtime.io_memory_bytes).map_err(EngineError::Requirement)?;
-        let progress: Arc<Vec<Progress>> = Arc::new((0..cpus.len()).map(|_| Progress::default()).collect());
+        let progress = self.progress.clone();
         let ready = Arc::new(AtomicBool::new(false));
         let admin = match &cfg.admin {
             Some(a) => {

@@ -165,6 +165,7 @@ impl Engine {
             cores,
             cfg.lake.uploads_max as usize,
             Duration::from_millis(cfg.lake.retry_for_ms),
+            self.clock.clone(),
         );
         let shared = Arc::new(Shared {
             plan: built.plan.clone(),
@@ -225,7 +226,7 @@ impl Engine {
             partitions = known.len(),
             "running"
         );
-        let mut line = self.progress.then(|| super::report::ProgressLine::new(started.at));
+        let mut line = self.draw_progress.then(|| super::report::ProgressLine::new(started.at));
         let discovering: Vec<(usize, Duration)> = built
             .sources
             .iter()

@@ -8,7 +8,7 @@
 //! - No allocation per good record: the payload is copied once into the core's working buffer
 //!   (the batch keeps the original bytes for the RAW zone and for quarantine), decrypted in
 //!   place there, parsed in place by simd-json into a reused tape, and typed values refer to the
-//!   tape by index ([`Val`]), never by copy.
+//!   tape by index ([`Val`](value::Val)), never by copy.
 //! - A record either yields a complete row or a [`Reject`]; there is no partial row.
 //!
 //! Bounds: a payload is at most [`RECORD_BYTES_MAX`]; flatten depth is bounded by the schema

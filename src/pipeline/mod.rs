@@ -38,7 +38,7 @@ use crate::load::layout::{file_name, Layout};
 use crate::load::quarantine::{encode_payload, QuarantineFiles, QuarantineLine};
 use crate::load::raw::RawSegments;
 use crate::load::{FileMeta, ReadyFile, Zone};
-use crate::source::FetchBatch;
+use crate::source::{FetchBatch, RecordSpan};
 use crate::store::checkpoint::Checkpoint;
 use crate::telemetry::{Counters, StageHistograms, StageId};
 use crate::transform::route::Router;
@@ -124,6 +124,14 @@ impl Default for OutboxLimits {
             entries_max: DEFAULT_OUTBOX_ENTRIES_MAX as usize,
         }
     }
+}
+
+/// A batch being processed: its tracker id, and when it arrived (wall and monotonic time).
+#[derive(Debug, Clone, Copy)]
+struct BatchAt {
+    batch_id: u64,
+    ingest_us: i64,
+    now_ns: u64,
 }
 
 /// A partition owned by this core.
@@ -326,104 +334,126 @@ impl Pipeline {
     /// in the batch's audit row). Outputs that became ready are appended to `out`.
     pub fn process_batch(&mut self, slot: usize, batch: &FetchBatch, cpu: u32, out: &mut Vec<Output>) {
         if batch.records.is_empty() {
-            // No records, but the source's cursor moved (a Kinesis shard's end): the
-            // checkpoint takes it once every batch before it is durable.
-            if batch.cursor.is_some() {
-                let id = self.tracker.open(
-                    slot,
-                    crate::lineage::Resume {
-                        position: batch.next_position,
-                        cursor: batch.cursor.clone(),
-                    },
-                );
-                self.tracker.release(id);
-            }
+            self.note_cursor(slot, batch);
             return;
         }
-        let t_start = self.clock.monotonic_ns();
-        let ingest_us = self.clock.now_us();
-        let source = self.partitions[slot].source;
-        let batch_id = self.tracker.open(
-            slot,
-            crate::lineage::Resume {
-                position: batch.next_position,
-                cursor: batch.cursor.clone(),
-            },
-        );
+        let at = BatchAt {
+            batch_id: self.tracker.open(
+                slot,
+                crate::lineage::Resume {
+                    position: batch.next_position,
+                    cursor: batch.cursor.clone(),
+                },
+            ),
+            ingest_us: self.clock.now_us(),
+            now_ns: self.clock.monotonic_ns(),
+        };
         let before = self.counters.clone();
-
         if self.plan.raw_enabled {
-            self.tracker.hold(batch_id);
-            if let Some(s) = self
-                .raw
-                .append(source, slot, batch, batch_id, hour_bucket(ingest_us), t_start)
-            {
-                let f = self.raw_file(s);
-                out.push(Output::File(f));
-            }
-            self.hist.record(StageId::Raw, self.clock.monotonic_ns() - t_start);
+            self.back_up(slot, batch, at, out);
         }
-
         for r in &batch.records {
-            self.counters.records_in += 1;
-            self.counters.bytes_in += r.len as u64;
-            let p = &mut self.partitions[slot];
-            let origin = Origin {
-                batch_id,
-                slot,
-                position: r.position,
-                ordinal: p.next_ordinal,
-            };
-            p.next_ordinal += 1;
-            if p.skip.contains(r.position) {
-                self.counters.records_skipped += 1;
-                continue;
-            }
-            let payload = batch.payload(r);
-            if let Some(reject) = &r.reject {
-                self.quarantine(origin, payload, None, reject, ingest_us, out);
-                continue;
-            }
-            let sampled = self.sample();
-            let ctx = record::Arrival {
-                source,
-                slot,
-                partition_id: &self.partitions[slot].id,
-                position: r.position,
-                ordinal: origin.ordinal,
-                batch_id,
-                ingest_us,
-                now_ns: t_start,
-            };
-            let timer = sampled.then(|| record::Timer::start(&*self.clock));
-            match record::process(
-                &self.plan,
-                &mut self.work,
-                &mut self.buffers,
-                &ctx,
-                timer,
-                &mut self.hist,
-                payload,
-            ) {
-                Ok(record::Outcome::Buffered(appended)) => {
-                    self.counters.records_etl += 1;
-                    if appended.new_batch {
-                        self.tracker.hold(batch_id);
-                    }
-                    for sealed in appended.sealed {
-                        let out_item = self.etl_output(sealed);
-                        out.push(out_item);
-                    }
-                }
-                Ok(record::Outcome::Dropped) => self.counters.records_dropped += 1,
-                Err((table, reject)) => self.quarantine(origin, payload, table, &reject, ingest_us, out),
-            }
+            self.process_record(slot, batch, r, at, out);
         }
+        self.account_batch(slot, batch, cpu, &before, at);
+        self.tracker.release(at.batch_id);
+    }
 
+    /// A batch without records whose cursor moved (a Kinesis shard's end): the checkpoint
+    /// takes it once every batch before it is durable.
+    fn note_cursor(&mut self, slot: usize, batch: &FetchBatch) {
+        if batch.cursor.is_some() {
+            let id = self.tracker.open(
+                slot,
+                crate::lineage::Resume {
+                    position: batch.next_position,
+                    cursor: batch.cursor.clone(),
+                },
+            );
+            self.tracker.release(id);
+        }
+    }
+
+    /// The batch's payloads, as received, into the partition's RAW segment.
+    fn back_up(&mut self, slot: usize, batch: &FetchBatch, at: BatchAt, out: &mut Vec<Output>) {
+        let source = self.partitions[slot].source;
+        self.tracker.hold(at.batch_id);
+        if let Some(s) = self
+            .raw
+            .append(source, slot, batch, at.batch_id, hour_bucket(at.ingest_us), at.now_ns)
+        {
+            let f = self.raw_file(s);
+            out.push(Output::File(f));
+        }
+        self.hist.record(StageId::Raw, self.clock.monotonic_ns() - at.now_ns);
+    }
+
+    /// One record of the batch: skipped (an earlier run delivered it), quarantined, dropped by
+    /// a route, or buffered for its table (sealing what it fills).
+    #[inline]
+    fn process_record(&mut self, slot: usize, batch: &FetchBatch, r: &RecordSpan, at: BatchAt, out: &mut Vec<Output>) {
+        self.counters.records_in += 1;
+        self.counters.bytes_in += r.len as u64;
+        let p = &mut self.partitions[slot];
+        let origin = Origin {
+            batch_id: at.batch_id,
+            slot,
+            position: r.position,
+            ordinal: p.next_ordinal,
+        };
+        p.next_ordinal += 1;
+        if p.skip.contains(r.position) {
+            self.counters.records_skipped += 1;
+            return;
+        }
+        let payload = batch.payload(r);
+        if let Some(reject) = &r.reject {
+            self.quarantine(origin, payload, None, reject, at.ingest_us, out);
+            return;
+        }
+        let sampled = self.sample();
+        let ctx = record::Arrival {
+            source: self.partitions[slot].source,
+            slot,
+            partition_id: &self.partitions[slot].id,
+            position: r.position,
+            ordinal: origin.ordinal,
+            batch_id: at.batch_id,
+            ingest_us: at.ingest_us,
+            now_ns: at.now_ns,
+        };
+        let timer = sampled.then(|| record::Timer::start(&*self.clock));
+        match record::process(
+            &self.plan,
+            &mut self.work,
+            &mut self.buffers,
+            &ctx,
+            timer,
+            &mut self.hist,
+            payload,
+        ) {
+            Ok(record::Outcome::Buffered(appended)) => {
+                self.counters.records_etl += 1;
+                if appended.new_batch {
+                    self.tracker.hold(at.batch_id);
+                }
+                for sealed in appended.sealed {
+                    let out_item = self.etl_output(sealed);
+                    out.push(out_item);
+                }
+            }
+            Ok(record::Outcome::Dropped) => self.counters.records_dropped += 1,
+            Err((table, reject)) => self.quarantine(origin, payload, table, &reject, at.ingest_us, out),
+        }
+    }
+
+    /// The batch's counts into the core's counters and its audit fetch row.
+    fn account_batch(&mut self, slot: usize, batch: &FetchBatch, cpu: u32, before: &Counters, at: BatchAt) {
         self.counters.batches += 1;
         let mem = self.memory_bytes();
         self.counters.memory_bytes = mem;
         self.counters.memory_bytes_peak = self.counters.memory_bytes_peak.max(mem);
+        let source = self.partitions[slot].source;
         let row = FetchRow {
             run_id: self.plan.run_id.clone(),
             core: self.core as u32,
@@ -439,11 +469,10 @@ impl Pipeline {
             records_dropped: (self.counters.records_dropped - before.records_dropped) as i64,
             records_skipped: (self.counters.records_skipped - before.records_skipped) as i64,
             bytes_in: (self.counters.bytes_in - before.bytes_in) as i64,
-            fetched_at_us: ingest_us,
-            process_us: ((self.clock.monotonic_ns() - t_start) / 1000) as i64,
+            fetched_at_us: at.ingest_us,
+            process_us: ((self.clock.monotonic_ns() - at.now_ns) / 1000) as i64,
         };
-        self.audit.add_fetch(row, t_start);
-        self.tracker.release(batch_id);
+        self.audit.add_fetch(row, at.now_ns);
     }
 
     /// One in `latency_sample_every` records is timed through every stage.

@@ -15,7 +15,7 @@
 //! The tape borrows the working buffer for the record's duration only: it is taken out of
 //! [`Work`], refilled, and put back (`Tape::reset`) so its allocation lives on.
 
-use super::{Plan, Rows, SourcePlan, Work};
+use super::{Plan, Rows, SourcePlan, TablePlan, Work};
 use crate::buffer::{Appended, BufferSet, PartitionKey};
 use crate::clock::Clock;
 use crate::config::Encryption;
@@ -151,17 +151,7 @@ fn parse_and_buffer<'d>(
         return Ok(Outcome::Dropped);
     };
     let table = &plan.tables[t];
-    let columns = &table.schema.columns;
-    let slots = &mut rows.slots[..columns.len()];
-    flatten(nodes, &table.schema.trie, slots).map_err(|e| (Some(t), e))?;
-    rows.scratch.clear();
-    rows.inputs.clear();
-    for (c, slot) in columns.iter().zip(slots.iter()) {
-        let v = c
-            .convert(nodes, slot.map(|i| i as usize), &mut rows.scratch)
-            .map_err(|e| (Some(t), e))?;
-        rows.inputs.push(v);
-    }
+    to_columns(table, nodes, rows).map_err(|e| (Some(t), e))?;
     Timer::lap(timer, hist, StageId::Schema);
 
     let meta = MetaValues {
@@ -176,17 +166,7 @@ fn parse_and_buffer<'d>(
         .map_err(|e| (Some(t), e))?;
     Timer::lap(timer, hist, StageId::Transform);
 
-    let event_us = match table.event_time.map(|c| rows.inputs[c]) {
-        Some(Val::Ts(us)) => us,
-        _ => ctx.ingest_us,
-    };
-    check_bounds(
-        plan,
-        table.event_time.map(|c| columns[c].name.as_str()),
-        event_us,
-        ctx.ingest_us,
-    )
-    .map_err(|e| (Some(t), e))?;
+    let event_us = event_time(plan, table, &rows.inputs, ctx.ingest_us).map_err(|e| (Some(t), e))?;
 
     let key = PartitionKey {
         source: ctx.source,
@@ -206,6 +186,35 @@ fn parse_and_buffer<'d>(
     let appended = buffers.append(key, &rows.outputs, &refs, event_us, origin, ctx.now_ns);
     Timer::lap(timer, hist, StageId::Buffer);
     Ok(Outcome::Buffered(appended))
+}
+
+/// Flatten the record by the table's schema trie and convert each column's value (the
+/// schema's rules checked here), into `rows.inputs`.
+#[inline]
+fn to_columns(table: &TablePlan, nodes: &[simd_json::Node<'_>], rows: &mut Rows) -> Result<(), Reject> {
+    let columns = &table.schema.columns;
+    let slots = &mut rows.slots[..columns.len()];
+    flatten(nodes, &table.schema.trie, slots)?;
+    rows.scratch.clear();
+    rows.inputs.clear();
+    for (c, slot) in columns.iter().zip(slots.iter()) {
+        let v = c.convert(nodes, slot.map(|i| i as usize), &mut rows.scratch)?;
+        rows.inputs.push(v);
+    }
+    Ok(())
+}
+
+/// The record's event time (its `event_time` column, else its ingest time), within the
+/// plan's lateness and future bounds.
+#[inline]
+fn event_time(plan: &Plan, table: &TablePlan, inputs: &[Val], ingest_us: i64) -> Result<i64, Reject> {
+    let event_us = match table.event_time.map(|c| inputs[c]) {
+        Some(Val::Ts(us)) => us,
+        _ => ingest_us,
+    };
+    let field = table.event_time.map(|c| table.schema.columns[c].name.as_str());
+    check_bounds(plan, field, event_us, ingest_us)?;
+    Ok(event_us)
 }
 
 fn check_bounds(plan: &Plan, field: Option<&str>, event_us: i64, ingest_us: i64) -> Result<(), Reject> {

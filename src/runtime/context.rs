@@ -9,12 +9,14 @@
 //! Invariant: every `RefCell` here is borrowed only between awaits, never across one (all
 //! tasks of a core run on one thread, cooperatively).
 
+use super::edge::{Ack, Job};
 use super::outbox::Outbox;
 use crate::buffer::spill::SpillDir;
 use crate::clock::Clock;
 use crate::pipeline::{Pipeline, Plan};
 use crate::source::Source;
 use crate::telemetry::Progress;
+use crossbeam_channel::{Receiver, Sender};
 use glommio::channels::local_channel::LocalSender;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -51,6 +53,36 @@ pub struct CoreCtx {
 }
 
 impl CoreCtx {
+    /// The core's state: its own copy of the plan (made on its thread, see `Plan`), its spill
+    /// directory, its outbox to the edge. Err: the spill directory cannot be used.
+    pub(super) fn new(
+        core: usize,
+        shared: Arc<Shared>,
+        jobs: Sender<Job>,
+        replies: Receiver<Ack>,
+        wake: LocalSender<()>,
+    ) -> Result<CoreCtx, String> {
+        let plan = &shared.plan;
+        let pipe = Pipeline::new(Arc::new(Plan::clone(plan)), core, shared.clock.clone());
+        let spill = match &plan.spill_dir {
+            Some(root) => Some(Rc::new(
+                SpillDir::new(root, core, &plan.run_id, plan.spill_bytes_max)
+                    .map_err(|e| format!("spill directory {}: {e}", root.display()))?,
+            )),
+            None => None,
+        };
+        Ok(CoreCtx {
+            pipe: Rc::new(RefCell::new(pipe)),
+            outbox: Rc::new(RefCell::new(Outbox::new(core, plan.outbox, jobs, replies))),
+            errors: Rc::new(RefCell::new(Vec::new())),
+            unable: Rc::new(RefCell::new(std::collections::BTreeMap::new())),
+            fatal: Rc::new(Cell::new(false)),
+            spill,
+            wake: Rc::new(wake),
+            shared,
+        })
+    }
+
     pub(super) fn fail(&self, message: String, fatal: bool) {
         tracing::error!(core = self.pipe.borrow().core, error = %message, "core failed");
         self.errors.borrow_mut().push(message);

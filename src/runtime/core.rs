@@ -22,12 +22,10 @@
 
 use super::context::{CoreCtx, Shared};
 use super::edge::{Ack, Job};
-use super::outbox::Outbox;
 use super::pump::{pump_task, EDGE_POLL_INTERVAL};
-use crate::buffer::spill::SpillDir;
 use crate::buffer::Sealed;
-use crate::pipeline::{Checkpoints, Output, Pipeline, Plan};
-use crate::source::{Fetch, FetchBatch, PartitionInfo};
+use crate::pipeline::{Checkpoints, Output};
+use crate::source::{Fetch, FetchBatch, PartitionInfo, PartitionReader};
 use crate::telemetry::{Counters, StageHistograms, StageId};
 use crossbeam_channel::{Receiver, Sender};
 use glommio::channels::local_channel::{self, LocalSender};
@@ -122,7 +120,7 @@ impl CoreCtx {
 }
 
 /// A reader whose task has ended, kept until the drain's checkpoints are confirmed (see `run`).
-type Finished = (usize, Box<dyn crate::source::PartitionReader>);
+type Finished = (usize, Box<dyn PartitionReader>);
 
 async fn partition_task(
     ctx: CoreCtx,
@@ -158,23 +156,7 @@ async fn partition_task(
         ctx.admit(&mut out, &sealed).await;
         let t0 = shared.clock.monotonic_ns();
         let fetched = reader.fetch(&mut batch, batch_records, &*shared.clock);
-        let unable = reader.unable();
-        if unable.is_some() || ctx.unable.borrow().contains_key(&slot) {
-            ctx.note_unable(slot, unable);
-        }
-        {
-            let mut pipe = ctx.pipe.borrow_mut();
-            let stats = reader.take_stats();
-            pipe.counters.source_throttles += stats.throttles;
-            pipe.counters.requests_accepted += stats.requests_accepted;
-            pipe.counters.requests_refused += stats.requests_refused;
-            if let Some(lag) = reader.lag_ms() {
-                pipe.note_lag(slot, lag);
-            }
-            if let Some(p) = pipe.take_checkpointed(slot) {
-                reader.checkpointed(p);
-            }
-        }
+        ctx.after_fetch(slot, &mut *reader);
         let kind = match fetched {
             Ok(k) => k,
             Err(e) => {
@@ -215,32 +197,16 @@ pub async fn run(
     replies: Receiver<Ack>,
     discovered: Receiver<Assigned>,
 ) -> CoreReport {
-    // The core's own copy of the plan, made on its thread (see `Plan`).
-    let pipe = Pipeline::new(Arc::new(Plan::clone(&shared.plan)), core, shared.clock.clone());
     let (wake_tx, wake_rx) = local_channel::new_bounded(1);
-    let plan = &shared.plan;
-    let spill = match &plan.spill_dir {
-        Some(root) => match SpillDir::new(root, core, &plan.run_id, plan.spill_bytes_max) {
-            Ok(s) => Some(Rc::new(s)),
-            Err(e) => {
-                return CoreReport {
-                    errors: vec![format!("spill directory {}: {e}", root.display())],
-                    fatal: true,
-                    ..CoreReport::default()
-                }
+    let ctx = match CoreCtx::new(core, shared.clone(), jobs, replies, wake_tx) {
+        Ok(c) => c,
+        Err(message) => {
+            return CoreReport {
+                errors: vec![message],
+                fatal: true,
+                ..CoreReport::default()
             }
-        },
-        None => None,
-    };
-    let ctx = CoreCtx {
-        shared: shared.clone(),
-        pipe: Rc::new(RefCell::new(pipe)),
-        outbox: Rc::new(RefCell::new(Outbox::new(core, plan.outbox, jobs, replies))),
-        errors: Rc::new(RefCell::new(Vec::new())),
-        unable: Rc::new(RefCell::new(std::collections::BTreeMap::new())),
-        fatal: Rc::new(Cell::new(false)),
-        spill,
-        wake: Rc::new(wake_tx),
+        }
     };
     let pumping = Rc::new(Cell::new(true));
     let pump = glommio::spawn_local(pump_task(ctx.clone(), wake_rx, pumping.clone()));
@@ -276,11 +242,7 @@ pub async fn run(
                     let Ok(a) = discovered.try_recv() else { break };
                     tasks.borrow_mut().push(start(a));
                 }
-                ctx.pipe.borrow_mut().tick(&mut out);
-                ctx.dispatch(&mut out, Some(&*tx)).await;
-                ctx.poll_acks();
-                ctx.delete_spilled().await;
-                ctx.publish_snapshot();
+                ctx.tick(&mut out, &tx).await;
             }
         })
     };
@@ -296,42 +258,98 @@ pub async fn run(
     }
     ticking.set(false);
     ticker.await;
-
-    // Drain: seal and write everything, then audit, then checkpoints.
-    let mut out = Vec::new();
-    ctx.pipe.borrow_mut().seal_all(&mut out);
-    ctx.dispatch(&mut out, Some(&*sealed_tx)).await;
-    drop(sealed_tx); // the last sender: the encoder ends once its queue is empty
-    encoder.await;
-    ctx.settle().await;
-    ctx.pipe.borrow_mut().flush_audit(&mut out);
-    ctx.dispatch(&mut out, None).await;
-    ctx.settle().await;
-    // The drain's checkpoints are confirmed: readers keeping their own copy may let it go.
-    for (slot, mut reader) in finished {
-        if let Some(p) = ctx.pipe.borrow_mut().take_checkpointed(slot) {
-            reader.checkpointed(p);
-        }
-    }
-    ctx.delete_spilled().await;
-    // Everything is durable and checkpointed: every intent of this run can go.
-    ctx.pipe.borrow_mut().retire_drained(&mut out);
-    ctx.dispatch(&mut out, None).await;
-    ctx.settle().await;
+    let sealed_tx = Rc::into_inner(sealed_tx).expect("the partitions and the ticker are done");
+    ctx.drain(sealed_tx, encoder, finished).await;
     pumping.set(false);
     ctx.wake_pump();
     pump.await;
     ctx.publish_snapshot();
+    ctx.report()
+}
 
-    let mut pipe = ctx.pipe.borrow_mut();
-    if !ctx.fatal.get() {
-        assert_eq!(pipe.open_batches(), 0, "core {core} drained with batches still held");
-        assert_eq!(pipe.live_intents(), 0, "core {core} drained with intents not retired");
+impl CoreCtx {
+    /// What a reader says after each fetch: whether it can take input, its edge's counts, its
+    /// lag; and what it is told: the newest confirmed checkpoint of its partition.
+    fn after_fetch(&self, slot: usize, reader: &mut dyn PartitionReader) {
+        let unable = reader.unable();
+        if unable.is_some() || self.unable.borrow().contains_key(&slot) {
+            self.note_unable(slot, unable);
+        }
+        let mut pipe = self.pipe.borrow_mut();
+        let stats = reader.take_stats();
+        pipe.counters.source_throttles += stats.throttles;
+        pipe.counters.requests_accepted += stats.requests_accepted;
+        pipe.counters.requests_refused += stats.requests_refused;
+        if let Some(lag) = reader.lag_ms() {
+            pipe.note_lag(slot, lag);
+        }
+        if let Some(p) = pipe.take_checkpointed(slot) {
+            reader.checkpointed(p);
+        }
     }
-    CoreReport {
-        counters: pipe.counters.clone(),
-        hist: std::mem::take(&mut pipe.hist),
-        errors: ctx.errors.take(),
-        fatal: ctx.fatal.get(),
+
+    /// What the ticker does every [`TICK_INTERVAL`]: seal what is due by age, flush the audit
+    /// when due, apply acknowledgements, delete spill files whose records are durable, publish.
+    async fn tick(&self, out: &mut Vec<Output>, sealed: &LocalSender<(Sealed, String)>) {
+        self.pipe.borrow_mut().tick(out);
+        self.dispatch(out, Some(sealed)).await;
+        self.poll_acks();
+        self.delete_spilled().await;
+        self.publish_snapshot();
+    }
+
+    /// The drain: seal and write everything, then the audit, then the checkpoints (telling the
+    /// readers that keep their own copy), then retire every intent of this run.
+    async fn drain(
+        &self,
+        sealed_tx: LocalSender<(Sealed, String)>,
+        encoder: glommio::Task<()>,
+        finished: Vec<Finished>,
+    ) {
+        let mut out = Vec::new();
+        self.pipe.borrow_mut().seal_all(&mut out);
+        self.dispatch(&mut out, Some(&sealed_tx)).await;
+        drop(sealed_tx); // the last sender: the encoder ends once its queue is empty
+        encoder.await;
+        self.settle().await;
+        self.pipe.borrow_mut().flush_audit(&mut out);
+        self.dispatch(&mut out, None).await;
+        self.settle().await;
+        // The drain's checkpoints are confirmed: readers keeping their own copy may let it go.
+        for (slot, mut reader) in finished {
+            if let Some(p) = self.pipe.borrow_mut().take_checkpointed(slot) {
+                reader.checkpointed(p);
+            }
+        }
+        self.delete_spilled().await;
+        // Everything is durable and checkpointed: every intent of this run can go.
+        self.pipe.borrow_mut().retire_drained(&mut out);
+        self.dispatch(&mut out, None).await;
+        self.settle().await;
+    }
+
+    /// The core's counters, histograms and errors, once it has drained.
+    fn report(&self) -> CoreReport {
+        let mut pipe = self.pipe.borrow_mut();
+        if !self.fatal.get() {
+            assert_eq!(
+                pipe.open_batches(),
+                0,
+                "core {} drained with batches still held",
+                pipe.core
+            );
+            assert_eq!(
+                pipe.live_intents(),
+                0,
+                "core {} drained with intents not retired",
+                pipe.core
+            );
+        }
+        CoreReport {
+            counters: pipe.counters.clone(),
+            hist: std::mem::take(&mut pipe.hist),
+            errors: self.errors.take(),
+            fatal: self.fatal.get(),
+        }
     }
 }

@@ -20,13 +20,14 @@
 //! `runtime::outbox`, holds the rest), and its reply queue has exactly that capacity, so the
 //! edge never blocks on a reply.
 
+use crate::clock::Clock;
 use crate::store::checkpoint::{Checkpoint, CheckpointStore};
 use crate::store::ObjectStore;
 use crate::store::{Intent, IntentStore};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Jobs waiting for the edge, over all cores. Each may hold a file of up to a few tens of MiB,
 /// so this bounds memory in the hand-off at `EDGE_QUEUE_JOBS_MAX × file size`.
@@ -89,6 +90,7 @@ impl Edge {
         cores: usize,
         workers: usize,
         retry_for: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Edge {
         let (jobs, rx) = bounded::<Job>(EDGE_QUEUE_JOBS_MAX);
         let (reply_txs, replies): (Vec<Sender<Ack>>, Vec<Receiver<Ack>>) =
@@ -97,9 +99,14 @@ impl Edge {
         let handles = (0..workers.max(1))
             .map(|w| {
                 let (rx, reply_txs, store, state) = (rx.clone(), reply_txs.clone(), store.clone(), state.clone());
+                let retrier = Retrier {
+                    jitter: crate::rng::Rng::new(std::process::id() as u64 ^ ((w as u64) << 32)),
+                    window: retry_for,
+                    clock: clock.clone(),
+                };
                 std::thread::Builder::new()
                     .name(format!("sluicegate-edge-{w}"))
-                    .spawn(move || worker(w, &rx, &reply_txs, &*store, state.as_ref(), retry_for))
+                    .spawn(move || worker(retrier, &rx, &reply_txs, &*store, state.as_ref()))
                     .expect("spawning an edge thread")
             })
             .collect();
@@ -116,16 +123,14 @@ impl Edge {
 }
 
 fn worker(
-    w: usize,
+    mut retrier: Retrier,
     rx: &Receiver<Job>,
     reply_txs: &[Sender<Ack>],
     store: &dyn ObjectStore,
     state: Option<&StateStores>,
-    window: Duration,
 ) {
-    let mut jitter = crate::rng::Rng::new(std::process::id() as u64 ^ ((w as u64) << 32));
     while let Ok(job) = rx.recv() {
-        let started = Instant::now();
+        let started = retrier.clock.monotonic_ns();
         let mut retries = 0;
         let (core, token, result, bytes) = match job {
             Job::Put {
@@ -136,16 +141,14 @@ fn worker(
                 intent,
             } => {
                 let recorded = match (intent, state) {
-                    (Some(i), Some(s)) => retry(&mut jitter, &mut retries, window, || {
-                        s.intents.record(&i).map_err(|e| (true, e))
-                    }),
+                    (Some(i), Some(s)) => retrier.retry(&mut retries, || s.intents.record(&i).map_err(|e| (true, e))),
                     _ => Ok(()),
                 };
                 // Shared for the store (S3 slices it into parts without copying); every
                 // reference is gone once `put_shared` returns, so the buffer comes back whole.
                 let shared = bytes::Bytes::from(bytes);
                 let r = recorded.and_then(|()| {
-                    retry(&mut jitter, &mut retries, window, || {
+                    retrier.retry(&mut retries, || {
                         store
                             .put_shared(&key, &shared)
                             .map_err(|e| (e.retryable, e.to_string()))
@@ -159,18 +162,14 @@ fn worker(
                 checkpoints,
             } => {
                 let r = match state {
-                    Some(s) => retry(&mut jitter, &mut retries, window, || {
-                        s.checkpoints.save(&checkpoints).map_err(|e| (true, e))
-                    }),
+                    Some(s) => retrier.retry(&mut retries, || s.checkpoints.save(&checkpoints).map_err(|e| (true, e))),
                     None => Ok(()),
                 };
                 (core, token, r, None)
             }
             Job::Retire { core, token, ids } => {
                 let r = match state {
-                    Some(s) => retry(&mut jitter, &mut retries, window, || {
-                        s.intents.remove(&ids).map_err(|e| (true, e))
-                    }),
+                    Some(s) => retrier.retry(&mut retries, || s.intents.remove(&ids).map_err(|e| (true, e))),
                     None => Ok(()),
                 };
                 (core, token, r, None)
@@ -179,7 +178,7 @@ fn worker(
         let done = Ack {
             token,
             result,
-            write_ns: started.elapsed().as_nanos() as u64,
+            write_ns: retrier.clock.monotonic_ns().saturating_sub(started),
             bytes,
             retries,
         };
@@ -188,37 +187,43 @@ fn worker(
     }
 }
 
-/// Run `op` until it succeeds, fails with a non-retryable error, or `window` would be
-/// exceeded by the next wait. Waits double from [`RETRY_DELAY_FIRST`] to [`RETRY_DELAY_MAX`],
-/// plus up to half again of jitter; failures are logged at attempts 1, 2, 4, 8, ….
-fn retry(
-    jitter: &mut crate::rng::Rng,
-    retries: &mut u32,
+/// An edge worker's retries: its jitter, its window (`lake.retry_for_ms`) and the clock it
+/// waits on (injected: a simulated clock lets a test ride out an hour's outage at once).
+struct Retrier {
+    jitter: crate::rng::Rng,
     window: Duration,
-    mut op: impl FnMut() -> Result<(), (bool, String)>,
-) -> Result<(), String> {
-    let started = Instant::now();
-    let mut delay = RETRY_DELAY_FIRST;
-    let mut attempt: u32 = 0;
-    loop {
-        attempt += 1;
-        let (retryable, msg) = match op() {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        let wait = delay + Duration::from_millis(jitter.below(delay.as_millis() as u64 / 2 + 1));
-        if !retryable || started.elapsed() + wait > window {
-            return Err(format!(
-                "{msg} (after {attempt} attempt(s) in {:.1} s)",
-                started.elapsed().as_secs_f64()
-            ));
+    clock: Arc<dyn Clock>,
+}
+
+impl Retrier {
+    /// Run `op` until it succeeds, fails with a non-retryable error, or the window would be
+    /// exceeded by the next wait. Waits double from [`RETRY_DELAY_FIRST`] to [`RETRY_DELAY_MAX`],
+    /// plus up to half again of jitter; failures are logged at attempts 1, 2, 4, 8, ….
+    fn retry(&mut self, retries: &mut u32, mut op: impl FnMut() -> Result<(), (bool, String)>) -> Result<(), String> {
+        let started = self.clock.monotonic_ns();
+        let elapsed = |clock: &dyn Clock| Duration::from_nanos(clock.monotonic_ns().saturating_sub(started));
+        let mut delay = RETRY_DELAY_FIRST;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let (retryable, msg) = match op() {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let wait = delay + Duration::from_millis(self.jitter.below(delay.as_millis() as u64 / 2 + 1));
+            if !retryable || elapsed(&*self.clock) + wait > self.window {
+                return Err(format!(
+                    "{msg} (after {attempt} attempt(s) in {:.1} s)",
+                    elapsed(&*self.clock).as_secs_f64()
+                ));
+            }
+            if attempt.is_power_of_two() {
+                tracing::warn!(attempt, error = %msg, "store write failed, retrying");
+            }
+            self.clock.sleep(wait);
+            *retries += 1;
+            delay = (delay * 2).min(RETRY_DELAY_MAX);
         }
-        if attempt.is_power_of_two() {
-            tracing::warn!(attempt, error = %msg, "store write failed, retrying");
-        }
-        std::thread::sleep(wait);
-        *retries += 1;
-        delay = (delay * 2).min(RETRY_DELAY_MAX);
     }
 }
 
@@ -266,7 +271,11 @@ mod tests {
     }
 
     fn put_once(store: Arc<Flaky>) -> Ack {
-        let edge = Edge::start(store, None, 1, 2, Duration::from_millis(300));
+        put_once_with(store, Duration::from_millis(300), Arc::new(crate::clock::SystemClock))
+    }
+
+    fn put_once_with(store: Arc<Flaky>, window: Duration, clock: Arc<dyn Clock>) -> Ack {
+        let edge = Edge::start(store, None, 1, 2, window, clock);
         edge.jobs
             .send(Job::Put {
                 core: 0,
@@ -313,5 +322,33 @@ mod tests {
         });
         let done = put_once(store.clone());
         assert!(done.result.unwrap_err().contains("after 1 attempt(s)"));
+    }
+
+    /// The retry waits run on the injected clock: an hour's window rides out on a simulated
+    /// clock in no real time, with the attempts the real schedule would make (waits doubling
+    /// from 20 ms to 2 s: ~1,800 attempts in an hour).
+    #[test]
+    fn retry_waits_run_on_the_injected_clock() {
+        let store = Arc::new(Flaky {
+            fail: u32::MAX,
+            calls: AtomicU32::new(0),
+            retryable: true,
+        });
+        let clock = Arc::new(crate::clock::ManualClock::new(0));
+        let real = std::time::Instant::now();
+        let done = put_once_with(store.clone(), Duration::from_secs(3600), clock.clone());
+        assert!(
+            real.elapsed() < Duration::from_secs(5),
+            "waited in real time: {:?}",
+            real.elapsed()
+        );
+        let calls = store.calls.load(Ordering::SeqCst);
+        assert!((1_400..=1_900).contains(&calls), "{calls} calls in a simulated hour");
+        let simulated = Duration::from_nanos(clock.monotonic_ns());
+        assert!(
+            simulated <= Duration::from_secs(3600) && simulated > Duration::from_secs(3500),
+            "{simulated:?}"
+        );
+        assert!(done.result.unwrap_err().contains(&format!("after {calls} attempt(s)")));
     }
 }

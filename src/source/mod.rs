@@ -22,6 +22,7 @@ pub mod framing;
 pub mod generator;
 pub mod http;
 pub mod kinesis;
+pub mod push;
 
 use crate::clock::Clock;
 use crate::extract::{Reject, RECORD_BYTES_MAX};

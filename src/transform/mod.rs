@@ -1,6 +1,6 @@
 //! Transform: built-in steps from config, compiled once per table into an output plan.
 //!
-//! Owns: [`TablePlan`] (input schema → output columns) and the per-record application of value
+//! Owns: [`Transforms`] (input schema → output columns) and the per-record application of value
 //! operations (cast, hash, mask) and ingest metadata; [`route`] picks a record's table.
 //!
 //! Steps run in the order written and refer to columns by their *current* name (after earlier
