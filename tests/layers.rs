@@ -155,29 +155,19 @@ fn paths(code: &str) -> Vec<Vec<String>> {
             rest = after;
         }
     }
-    for (i, _) in code.match_indices("crate::") {
-        if i > 0 && (code.as_bytes()[i - 1].is_ascii_alphanumeric() || code.as_bytes()[i - 1] == b'_') {
-            continue;
+    // Paths used inline (`crate::a::b(…)`, `super::c::D`), not only in `use`.
+    for prefix in ["crate::", "super::"] {
+        for (i, _) in code.match_indices(prefix) {
+            let before = i.checked_sub(1).map(|b| code.as_bytes()[b]);
+            if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':') {
+                continue;
+            }
+            let tail: String = code[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            out.push(tail.split("::").filter(|s| !s.is_empty()).map(String::from).collect());
         }
-        let tail: String = code[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
-            .collect();
-        out.push(tail.split("::").filter(|s| !s.is_empty()).map(String::from).collect());
-    }
-    for (i, _) in code.match_indices("super::") {
-        if i > 0
-            && (code.as_bytes()[i - 1].is_ascii_alphanumeric()
-                || code.as_bytes()[i - 1] == b'_'
-                || code.as_bytes()[i - 1] == b':')
-        {
-            continue;
-        }
-        let tail: String = code[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
-            .collect();
-        out.push(tail.split("::").filter(|s| !s.is_empty()).map(String::from).collect());
     }
     out
 }
