@@ -46,6 +46,8 @@ $1
 TOML
 }
 config "" > "$WORK/file.toml"
+# The embedded default as a config file, for benches/ab.sh (`ab.sh N embedded A=BIN B=BIN`).
+sed "s|^dir = .*|dir = \"$WORK/lake\"|" examples/embedded-default.toml > "$WORK/embedded.toml"
 config $'[raw]\nenabled = false' > "$WORK/file-no-raw.toml"
 { config ""; } | sed 's/^\[lake\]$/[lake]\nfsync = false/' > "$WORK/file-no-fsync.toml"
 cat > "$WORK/embedded-spill.toml" <<TOML
