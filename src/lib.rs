@@ -82,6 +82,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod coordination;
 pub mod lineage;
 pub mod source;
 pub mod store;

@@ -23,6 +23,7 @@ const LAYERS: &[&str] = &[
     "aws",
     "audit",
     "lineage",
+    "coordination",
     "extract",
     "config",
     "telemetry",
