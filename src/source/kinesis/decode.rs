@@ -8,7 +8,7 @@
 //! none unless the sender escapes `/`), reads a record's payload, sequence number and member
 //! names as bytes (their ends found by `memchr2`, no UTF-8 check but the sequence number's),
 //! skips the members the pipeline does not read, and `base64_lanes` decodes the payload: the
-//! fetch path costs 0.56–0.73× the CPU per record it did with the SDK's (BENCHMARKS.md,
+//! fetch path costs 0.56–0.73× the CPU per record it did with the SDK's (docs/benchmarks-history.md,
 //! 2026-11-27 08:4x UTC), and packing the records cut it to 0.75× again (2026-11-27).
 //! simd-json was tried first: it copies every string into its scratch and back, and was no
 //! cheaper.
