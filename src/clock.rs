@@ -11,10 +11,19 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync {
     fn now_us(&self) -> i64;
     fn monotonic_ns(&self) -> u64;
-    /// Block the calling thread for `d` (a thread off the cores: the I/O edge's retry waits).
-    /// A simulated clock moves its own time instead and returns at once.
+    /// A wait of `d` on this clock: `Some(d)` to sleep that long on the caller's own timer
+    /// (a thread's, tokio's, glommio's), or `None` when the clock has moved its own time by
+    /// `d` already (a simulated clock: the wait costs no real time). Every wait in code that
+    /// takes an injected clock goes through here, whatever runtime it runs on.
+    fn wait(&self, d: std::time::Duration) -> Option<std::time::Duration> {
+        Some(d)
+    }
+    /// Block the calling thread for `d` on this clock (a thread off the cores: the I/O edge's
+    /// retry waits).
     fn sleep(&self, d: std::time::Duration) {
-        std::thread::sleep(d)
+        if let Some(d) = self.wait(d) {
+            std::thread::sleep(d)
+        }
     }
 }
 
@@ -94,7 +103,8 @@ impl Clock for ManualClock {
     }
 
     /// Time passes at once: a wait of an hour costs the test nothing.
-    fn sleep(&self, d: std::time::Duration) {
+    fn wait(&self, d: std::time::Duration) -> Option<std::time::Duration> {
         self.advance_ns(d.as_nanos() as u64);
+        None
     }
 }

@@ -362,8 +362,8 @@ fn validate_deep(cfg: &Config) -> Result<Vec<String>, String> {
         }
     }
     let keyring = Arc::new(keyring);
-    let now = sluicegate::clock::Clock::now_us(&sluicegate::clock::SystemClock);
     let cores = sluicegate::runtime::resolve_cores(&cfg.runtime.cores)?.len();
+    let clock: Arc<dyn sluicegate::clock::Clock> = Arc::new(sluicegate::clock::SystemClock);
     let mut built = cfg.clone();
     built.sources.retain(|s| {
         if s.in_process.is_some() {
@@ -381,7 +381,7 @@ fn validate_deep(cfg: &Config) -> Result<Vec<String>, String> {
         s.in_process.is_none() && s.push.is_none()
     });
     let none = Default::default();
-    for s in engine::build_sources(&built, &keyring, now, None, cores, &none).map_err(|e| e.to_string())? {
+    for s in engine::build_sources(&built, &keyring, &clock, None, cores, &none).map_err(|e| e.to_string())? {
         let parts = s.partitions().map_err(|e| e.to_string())?;
         notes.push(format!("source {}: {} partition(s)", s.name(), parts.len()));
     }

@@ -62,11 +62,12 @@ pub fn load_keyring(config: &Config) -> Result<Keyring, EngineError> {
 pub fn build_sources(
     config: &Config,
     keyring: &Arc<Keyring>,
-    now_us: i64,
+    clock: &Arc<dyn Clock>,
     checkpoints: Option<Arc<dyn CheckpointStore>>,
     cores: usize,
     supplied: &HashMap<String, Arc<dyn Source>>,
 ) -> Result<Vec<Arc<dyn Source>>, EngineError> {
+    let now_us = clock.now_us();
     config
         .sources
         .iter()
@@ -77,9 +78,11 @@ pub fn build_sources(
                     Arc::new(GeneratorSource::try_new(&s.name, g, s.encryption, keyring.clone(), now_us).map_err(e)?)
                 }
                 SourceKind::File(f) => Arc::new(FileSource::try_new(&s.name, f).map_err(e)?),
-                SourceKind::Kinesis(k) => {
-                    Arc::new(KinesisSource::try_new(&s.name, k, checkpoints.clone(), None).map_err(e)?)
-                }
+                SourceKind::Kinesis(k) => Arc::new(
+                    KinesisSource::try_new(&s.name, k, checkpoints.clone(), None)
+                        .map_err(e)?
+                        .with_clock(clock.clone()),
+                ),
                 SourceKind::Http(h) => {
                     let state = config.state.dir.as_deref().expect("validated: http needs state.dir");
                     Arc::new(HttpSource::try_new(&s.name, h, state, cores).map_err(e)?)

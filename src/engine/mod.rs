@@ -352,7 +352,7 @@ impl Engine {
             .dir
             .as_ref()
             .map(|d| Arc::new(LocalCheckpoints::new(d)) as Arc<dyn CheckpointStore>);
-        let sources = build_sources(cfg, &keyring, now_us, checkpoints.clone(), cores, &self.supplied)?;
+        let sources = build_sources(cfg, &keyring, &self.clock, checkpoints.clone(), cores, &self.supplied)?;
         for s in &sources {
             s.preflight().map_err(|e| EngineError::Source(e.to_string()))?;
         }

@@ -26,6 +26,7 @@ use super::decode::DecodeGetRecords;
 use super::records::Records;
 use super::CURSOR_END;
 use crate::aws::{error_chain, is_transport, status};
+use crate::clock::Clock;
 use crate::config::KinesisConfig;
 use crate::store::CheckpointStore;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
@@ -33,7 +34,6 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
-use tokio::time::Instant;
 
 /// Connect timeout per attempt.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -131,7 +131,8 @@ pub async fn list_shards(client: &aws_sdk_kinesis::Client, stream: &str) -> Resu
 /// Spaces calls at least `interval` apart (none with a zero interval); shared by tasks.
 pub struct Pace {
     interval: Duration,
-    next: tokio::sync::Mutex<Option<Instant>>,
+    /// When the next caller may go, on the injected clock (monotonic ns).
+    next: tokio::sync::Mutex<Option<u64>>,
 }
 
 impl Pace {
@@ -148,18 +149,27 @@ impl Pace {
     }
 
     /// Wait for this caller's turn.
-    pub async fn wait(&self) {
+    pub async fn wait(&self, clock: &dyn Clock) {
         if self.interval.is_zero() {
             return;
         }
-        let at = {
+        let (at, now) = {
             let mut next = self.next.lock().await;
-            let now = Instant::now();
+            let now = clock.monotonic_ns();
             let at = next.map_or(now, |n| n.max(now));
-            *next = Some(at + self.interval);
-            at
+            *next = Some(at + self.interval.as_nanos() as u64);
+            (at, now)
         };
-        tokio::time::sleep_until(at).await;
+        pause(clock, Duration::from_nanos(at - now)).await;
+    }
+}
+
+/// Wait `d` on the injected clock: tokio's timer for a real clock, none for a simulated one.
+pub async fn pause(clock: &dyn Clock, d: Duration) {
+    if let Some(d) = clock.wait(d) {
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
     }
 }
 
@@ -233,11 +243,11 @@ impl Backoff {
         }
     }
 
-    async fn wait(&mut self) {
+    async fn wait(&mut self, clock: &dyn Clock) {
         // "Equal jitter": half the step fixed, half random, so waits still grow.
         let half = self.next / 2;
         let jitter = half.mul_f64(self.rng.unit());
-        tokio::time::sleep(half + jitter).await;
+        pause(clock, half + jitter).await;
         self.next = (self.next * 2).min(BACKOFF_MAX);
     }
 
@@ -257,6 +267,8 @@ pub struct ShardTask {
     pub checkpoints: Option<Arc<dyn CheckpointStore>>,
     pub cfg: KinesisConfig,
     pub stream_pace: Arc<Pace>,
+    /// The clock every wait and pace of the task reads (the engine's, injected).
+    pub clock: Arc<dyn Clock>,
     /// Buffers of responses the reader has handed out, to decode later responses into.
     pub recycled: crossbeam_channel::Receiver<Records>,
 }
@@ -313,7 +325,7 @@ impl ShardTask {
     /// The loop; returns only on a fatal error, the shard's end, or a reader gone.
     async fn fetch(&self, mut at: StartAt, tx: &Sender<Msg>) -> Result<(), String> {
         while !self.parents_done()? {
-            tokio::time::sleep(PARENT_POLL).await;
+            pause(&*self.clock, PARENT_POLL).await;
         }
         let cfg = &self.cfg;
         let call_interval = Duration::from_secs(1) / cfg.shard_calls_per_s_max.max(1);
@@ -323,7 +335,8 @@ impl ShardTask {
         });
         let mut backoff = Backoff::new(seed);
         let mut iterator: Option<String> = None;
-        let mut next_call = Instant::now();
+        let clock = &*self.clock;
+        let mut next_call = clock.monotonic_ns();
         let mut throttles = 0u64;
         // One interceptor for the task's calls (each call takes a clone: no allocation).
         let decode = DecodeGetRecords::new(self.recycled.clone());
@@ -334,9 +347,13 @@ impl ShardTask {
                     None
                 }),
                 Some(it) => {
-                    tokio::time::sleep_until(next_call).await;
-                    self.stream_pace.wait().await;
-                    let started = Instant::now();
+                    pause(
+                        clock,
+                        Duration::from_nanos(next_call.saturating_sub(clock.monotonic_ns())),
+                    )
+                    .await;
+                    self.stream_pace.wait(clock).await;
+                    let started = clock.monotonic_ns();
                     let r = self
                         .client
                         .get_records()
@@ -361,7 +378,7 @@ impl ShardTask {
                     // the body (packed here).
                     let records = decode.take().unwrap_or_else(|| Records::from_sdk(&out.records));
                     let paid = Duration::from_secs_f64(records.data_bytes() as f64 / cfg.shard_bytes_per_s_max as f64);
-                    next_call = started + call_interval.max(paid);
+                    next_call = started + call_interval.max(paid).as_nanos() as u64;
                     if let Some(last) = records.last_sequence() {
                         at = StartAt::After(last.to_string());
                     }
@@ -382,17 +399,17 @@ impl ShardTask {
                     }
                     iterator = out.next_shard_iterator;
                     if empty {
-                        next_call = next_call.max(Instant::now() + Duration::from_millis(cfg.idle_ms));
+                        next_call = next_call.max(clock.monotonic_ns() + cfg.idle_ms * 1_000_000);
                     }
                 }
                 Err(Failure::Expired) => iterator = None,
                 Err(Failure::Throttled) => {
                     throttles += 1;
-                    backoff.wait().await;
+                    backoff.wait(clock).await;
                 }
                 Err(Failure::Transient(e)) => {
                     tracing::warn!(source = %self.source, shard = %self.shard, error = %e, "Kinesis call failed, retrying");
-                    backoff.wait().await;
+                    backoff.wait(clock).await;
                 }
                 Err(Failure::Fatal(e)) => return Err(e),
             }
@@ -415,5 +432,30 @@ mod tests {
         for bad in ["after:", "after:12x", "ts:soon", "12", ""] {
             assert_eq!(StartAt::parse(bad), None, "{bad:?}");
         }
+    }
+
+    /// The stream's pace and the task's waits run on the injected clock: ten calls at five a
+    /// second take 1.8 s of a simulated clock and no real time.
+    #[test]
+    fn pacing_waits_on_the_injected_clock() {
+        let rt = crate::aws::runtime("pace-test", 1).unwrap();
+        let clock = crate::clock::ManualClock::new(0);
+        let pace = Pace::per_second(5);
+        let real = std::time::Instant::now();
+        rt.block_on(async {
+            for _ in 0..10 {
+                pace.wait(&clock).await;
+            }
+            let mut b = Backoff::new(7);
+            b.wait(&clock).await;
+        });
+        assert!(real.elapsed() < Duration::from_millis(500), "{:?}", real.elapsed());
+        let simulated = Duration::from_nanos(clock.monotonic_ns());
+        // 9 gaps of 200 ms, then one backoff of half to all of BACKOFF_MIN.
+        assert!(
+            simulated >= Duration::from_millis(1800) + BACKOFF_MIN / 2,
+            "{simulated:?}"
+        );
+        assert!(simulated <= Duration::from_millis(1800) + BACKOFF_MIN, "{simulated:?}");
     }
 }

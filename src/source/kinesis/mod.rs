@@ -70,12 +70,20 @@ pub struct KinesisSource {
     rt: tokio::runtime::Runtime,
     client: aws_sdk_kinesis::Client,
     stream_pace: Arc<fetch::Pace>,
+    /// The clock the fetch tasks pace and wait on (the system's unless the engine injects one).
+    clock: Arc<dyn Clock>,
     checkpoints: Option<Arc<dyn CheckpointStore>>,
     /// Parents of each shard, from the listing (shard id → parent ids).
     parents: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl KinesisSource {
+    /// Pace and wait on `clock` (the engine's) instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> KinesisSource {
+        self.clock = clock;
+        self
+    }
+
     /// A source reading `cfg.stream` with credentials from the standard provider chain (or the
     /// given static ones); `checkpoints` tells child shards whether their parents are done.
     pub fn try_new(
@@ -109,6 +117,7 @@ impl KinesisSource {
             client: aws_sdk_kinesis::Client::from_conf(b.build()),
             rt,
             stream_pace: Arc::new(fetch::Pace::per_second(cfg.stream_calls_per_s_max)),
+            clock: Arc::new(crate::clock::SystemClock),
             checkpoints,
             parents: Default::default(),
         })
@@ -222,6 +231,7 @@ impl Source for KinesisSource {
             checkpoints: self.checkpoints.clone(),
             cfg: self.cfg.clone(),
             stream_pace: self.stream_pace.clone(),
+            clock: self.clock.clone(),
             recycled,
         };
         let finished = start == StartAt::Finished;
