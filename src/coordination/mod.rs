@@ -23,6 +23,7 @@
 //! Bounds: table calls per worker per renew interval = leases held (one conditional update
 //! each); per take interval = one scan plus at most the leases it takes, and one steal.
 
+pub mod dynamodb;
 pub mod memory;
 
 #[cfg(test)]
