@@ -27,6 +27,20 @@ fn table(moto: &Moto, name: &str) -> DynamoLeases {
     t
 }
 
+/// One call of boto3's DynamoDB client against moto: what an operator's tool does to the table.
+fn boto3(moto: &Moto, call: &str) {
+    let py = format!(
+        "import boto3; boto3.client('dynamodb', endpoint_url='{}', region_name='us-east-1', \
+         aws_access_key_id='testing', aws_secret_access_key='testing').{call}",
+        moto.endpoint()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &py])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn owners(t: &dyn LeaseTable, who: &str) -> usize {
     t.list()
         .unwrap()
@@ -46,18 +60,11 @@ fn two_workers_share_six_shards_through_a_dynamodb_lease_table() {
     }
     assert!(!t.create(&Lease::new("shardId-000000000000", &[])).unwrap());
     // An operator's attribute on one item, written by boto3: never clobbered.
-    let py = format!(
-        "import boto3; boto3.client('dynamodb', endpoint_url='{}', region_name='us-east-1', \
-         aws_access_key_id='testing', aws_secret_access_key='testing').update_item(\
-         TableName='sluicegate-leases', Key={{'leaseKey': {{'S': 'shardId-000000000003'}}}}, \
-         UpdateExpression='SET operatorNote = :n', ExpressionAttributeValues={{':n': {{'S': 'keep me'}}}})",
-        moto.endpoint()
+    boto3(
+        &moto,
+        "update_item(TableName='sluicegate-leases', Key={'leaseKey': {'S': 'shardId-000000000003'}}, \
+         UpdateExpression='SET operatorNote = :n', ExpressionAttributeValues={':n': {'S': 'keep me'}})",
     );
-    let out = std::process::Command::new("python3")
-        .args(["-c", &py])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let timing = LeaseTiming::from_duration(D);
     let (c1, c2) = (ManualClock::new(0), ManualClock::new(0));
@@ -126,18 +133,11 @@ fn two_workers_share_six_shards_through_a_dynamodb_lease_table() {
 #[test]
 fn a_table_with_another_key_is_refused_with_its_name_and_endpoint() {
     let moto = Moto::start();
-    let py = format!(
-        "import boto3; boto3.client('dynamodb', endpoint_url='{}', region_name='us-east-1', \
-         aws_access_key_id='testing', aws_secret_access_key='testing').create_table(\
-         TableName='not-leases', KeySchema=[{{'AttributeName': 'id', 'KeyType': 'HASH'}}], \
-         AttributeDefinitions=[{{'AttributeName': 'id', 'AttributeType': 'S'}}], BillingMode='PAY_PER_REQUEST')",
-        moto.endpoint()
+    boto3(
+        &moto,
+        "create_table(TableName='not-leases', KeySchema=[{'AttributeName': 'id', 'KeyType': 'HASH'}], \
+         AttributeDefinitions=[{'AttributeName': 'id', 'AttributeType': 'S'}], BillingMode='PAY_PER_REQUEST')",
     );
-    let out = std::process::Command::new("python3")
-        .args(["-c", &py])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let t = DynamoLeases::connect(
         DynamoTarget {
             table: "not-leases".into(),

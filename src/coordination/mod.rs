@@ -172,6 +172,27 @@ pub struct Changes {
     pub stolen: Option<String>,
 }
 
+/// Take `l` for `worker` at the counter it listed, into `held`; the lease's validity runs from
+/// when the take was sent.
+fn acquire(
+    held: &mut BTreeMap<String, Held>,
+    worker: &str,
+    table: &dyn LeaseTable,
+    clock: &dyn Clock,
+    l: &Lease,
+) -> Result<(), LeaseError> {
+    let sent = clock.monotonic_ns();
+    let counter = table.take(&l.key, l.counter, worker)?;
+    held.insert(
+        l.key.clone(),
+        Held {
+            counter,
+            renewed_ns: sent,
+        },
+    );
+    Ok(())
+}
+
 impl Coordinator {
     pub fn new(worker: &str, timing: LeaseTiming) -> Coordinator {
         Coordinator {
@@ -329,16 +350,8 @@ impl Coordinator {
             if have >= share_max {
                 break;
             }
-            let sent = clock.monotonic_ns();
-            match table.take(&l.key, l.counter, &self.worker) {
-                Ok(counter) => {
-                    self.held.insert(
-                        l.key.clone(),
-                        Held {
-                            counter,
-                            renewed_ns: sent,
-                        },
-                    );
+            match acquire(&mut self.held, &self.worker, table, clock, l) {
+                Ok(()) => {
                     changes.gained.push(l.key.clone());
                     have += 1;
                 }
@@ -360,15 +373,7 @@ impl Coordinator {
                     .filter(|l| l.owner.as_deref() == Some(victim.as_str()) && !expired(l))
                     .max_by(|a, b| a.key.cmp(&b.key));
                 if let Some(l) = lease {
-                    let sent = clock.monotonic_ns();
-                    if let Ok(counter) = table.take(&l.key, l.counter, &self.worker) {
-                        self.held.insert(
-                            l.key.clone(),
-                            Held {
-                                counter,
-                                renewed_ns: sent,
-                            },
-                        );
+                    if acquire(&mut self.held, &self.worker, table, clock, l).is_ok() {
                         changes.gained.push(l.key.clone());
                         changes.stolen = Some(l.key.clone());
                     }
