@@ -99,7 +99,7 @@ struct Sim {
     /// Per crash: (when, the leases the crashed worker owned in the table).
     crashes: Vec<(u64, Vec<String>)>,
     /// Each lease's owner at the last step, as the simulation saw it.
-    owner_since: HashMap<String, (Option<String>, u64)>,
+    owners: HashMap<String, Option<String>>,
     /// Every change of owner: (lease, when, new owner).
     switches: Vec<(String, u64, Option<String>)>,
     step_max: u64,
@@ -176,12 +176,9 @@ impl Sim {
         let leases = table.list().unwrap();
         let by_key: HashMap<&str, &Lease> = leases.iter().map(|l| (l.key.as_str(), l)).collect();
         for l in &leases {
-            let e = self
-                .owner_since
-                .entry(l.key.clone())
-                .or_insert((l.owner.clone(), self.now));
-            if e.0 != l.owner {
-                *e = (l.owner.clone(), self.now);
+            let seen = self.owners.entry(l.key.clone()).or_insert_with(|| l.owner.clone());
+            if *seen != l.owner {
+                *seen = l.owner.clone();
                 self.switches.push((l.key.clone(), self.now, l.owner.clone()));
             }
         }
@@ -291,7 +288,7 @@ fn run(seed: u64) -> Vec<u64> {
         workers: Vec::new(),
         restarts: 0,
         crashes: Vec::new(),
-        owner_since: HashMap::new(),
+        owners: HashMap::new(),
         switches: Vec::new(),
         step_max: ns(D) / 20,
         ended: Default::default(),

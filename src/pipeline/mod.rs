@@ -126,9 +126,11 @@ impl Default for OutboxLimits {
     }
 }
 
-/// A batch being processed: its tracker id, and when it arrived (wall and monotonic time).
+/// A batch being processed: its source, its tracker id, and when it arrived (wall and
+/// monotonic time).
 #[derive(Debug, Clone, Copy)]
 struct BatchAt {
+    source: u16,
     batch_id: u64,
     ingest_us: i64,
     now_ns: u64,
@@ -338,6 +340,7 @@ impl Pipeline {
             return;
         }
         let at = BatchAt {
+            source: self.partitions[slot].source,
             batch_id: self.tracker.open(
                 slot,
                 crate::lineage::Resume {
@@ -376,12 +379,15 @@ impl Pipeline {
 
     /// The batch's payloads, as received, into the partition's RAW segment.
     fn back_up(&mut self, slot: usize, batch: &FetchBatch, at: BatchAt, out: &mut Vec<Output>) {
-        let source = self.partitions[slot].source;
         self.tracker.hold(at.batch_id);
-        if let Some(s) = self
-            .raw
-            .append(source, slot, batch, at.batch_id, hour_bucket(at.ingest_us), at.now_ns)
-        {
+        if let Some(s) = self.raw.append(
+            at.source,
+            slot,
+            batch,
+            at.batch_id,
+            hour_bucket(at.ingest_us),
+            at.now_ns,
+        ) {
             let f = self.raw_file(s);
             out.push(Output::File(f));
         }
@@ -413,7 +419,7 @@ impl Pipeline {
         }
         let sampled = self.sample();
         let ctx = record::Arrival {
-            source: self.partitions[slot].source,
+            source: at.source,
             slot,
             partition_id: &self.partitions[slot].id,
             position: r.position,
@@ -453,12 +459,11 @@ impl Pipeline {
         let mem = self.memory_bytes();
         self.counters.memory_bytes = mem;
         self.counters.memory_bytes_peak = self.counters.memory_bytes_peak.max(mem);
-        let source = self.partitions[slot].source;
         let row = FetchRow {
             run_id: self.plan.run_id.clone(),
             core: self.core as u32,
             cpu,
-            source: self.plan.sources[source as usize].name.clone(),
+            source: self.plan.sources[at.source as usize].name.clone(),
             partition: self.partitions[slot].id.clone(),
             position_first: batch.records[0].position as i64,
             position_last: batch.records[batch.records.len() - 1].position as i64,

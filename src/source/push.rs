@@ -254,7 +254,7 @@ impl Source for PushSource {
     }
 }
 
-/// A batch being read: the batch, the index of its next record, the position of its first.
+/// A batch being read: the batch and the index of its next record.
 struct Reading {
     pushed: Pushed,
     next: usize,
